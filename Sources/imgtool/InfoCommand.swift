@@ -37,13 +37,12 @@ enum InfoCommand {
     report.md5 = input.md5
     report.sha512 = input.sha512
     var status: Int32 = Exit.ok
-    if let expected = args.value("format") {
-      let finding = Expectation.check(report.result, expected: expected)
-      if let finding {
-        report.extraFindings.append(finding)
-        status = Exit.mismatch
-      }
-    }
+    // The same checks as 'imgtool check --header-only': info carries the verdict summary.
+    var options = CheckOptions()
+    options.headerOnly = true
+    options.expectFormat = args.value("format")
+    report.extraFindings = Checker.run(input.source, report.result, options).findings
+    if report.extraFindings.contains(where: { $0.id == "image.format-mismatch" }) { status = Exit.mismatch }
     switch report.result.outcome {
     case .identified: break
     case .ambiguous, .malformed: status = Exit.corrupt
@@ -55,27 +54,3 @@ enum InfoCommand {
   }
 }
 
-/// `--expect-format` / `-f`: the format the user declared, compared with what the bytes are.
-enum Expectation {
-  /// Accepts Glance disk_format values and qemu driver names (`vpc` for vhd).
-  static func normalise(_ name: String) -> String {
-    switch name.lowercased() {
-    case "vpc": return "vhd"
-    case "parallels": return "ploop"
-    default: return name.lowercased()
-    }
-  }
-
-  static func check(_ result: InspectionResult, expected: String) -> Finding? {
-    let want = normalise(expected)
-    switch result.outcome {
-    case let .identified(info):
-      let got = [info.probe, info.diskFormat.rawValue, info.qemuFormat, info.containerFormat.rawValue]
-      if got.contains(want) { return nil }
-      return Finding("image.format-mismatch", .mismatch,
-                     "declared \(expected), but the content is \(info.diskFormat.rawValue)\(info.subformat.map { " (\($0))" } ?? "")")
-    case .ambiguous, .malformed, .needsSeekable:
-      return Finding("image.format-mismatch", .mismatch, "declared \(expected), but the content could not be identified as it")
-    }
-  }
-}
