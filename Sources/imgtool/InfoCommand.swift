@@ -14,6 +14,7 @@ enum InfoCommand {
                             the file is not FMT
       --output=FMT          human (default) or json
       --checksum            also compute md5 and sha512 of the file's bytes (one pass)
+      -p, --progress        show progress of the checksum pass on standard error
       -h, --help            this text
 
     FILE may be '-' (standard input) or a pipe: the stream is read once, its first 4 MiB and last
@@ -25,14 +26,14 @@ enum InfoCommand {
     """
 
   static func run(_ argv: [String]) throws(ImageError) -> Int32 {
-    let args = try Args(argv, valued: ["output", "format", "-f"], flags: ["checksum", "force-share", "-U"],
+    let args = try Args(argv, valued: ["output", "format", "-f"], flags: ["checksum", "force-share", "-U", "-p", "progress"],
                         aliases: ["-f": "format"])
     let output = try OutputFormat.parse(args)
     guard args.positional.count == 1 else {
       throw ImageError(.usage, format: "imgtool", field: "info", "takes exactly one FILE (see --help)")
     }
     let path = args.positional[0]
-    let input = try Input.open(path, checksum: args.has("checksum"))
+    let input = try Input.open(path, checksum: args.has("checksum"), progress: Progress(enabled: args.has("-p") || args.has("progress")))
     var report = InfoReport(filename: path, result: Inspector.inspect(input.source))
     report.md5 = input.md5
     report.sha512 = input.sha512

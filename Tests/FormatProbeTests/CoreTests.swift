@@ -162,4 +162,65 @@ final class PolicyTests: XCTestCase {
     XCTAssertEqual(TargetRules.evaluate(.esxi, result: result(qcow2), declared: nil).map(\.id), ["esxi.disk-format"])
     XCTAssertEqual(TargetRules.evaluate(.gce, result: result(qcow2), declared: nil).map(\.id), ["gce.tar-gz"])
   }
+
+  func result(_ i: ImageInfo) -> InspectionResult {
+    InspectionResult(outcome: .identified(i), matches: [i], failures: [], size: 0, allocatedSize: nil)
+  }
+
+  func testMoreTargetRules() {
+    var diff = ImageInfo(probe: "vhd", qemuFormat: "vpc", diskFormat: .vhd, subformat: "differencing", virtualSize: 5 << 40)
+    diff.encrypted = true
+    XCTAssertEqual(Set(TargetRules.evaluate(.aws, result: result(diff), declared: nil).map(\.id)),
+                   ["aws.format", "aws.differencing", "aws.encrypted"])
+    diff.findings = [Finding("vhd.footer-checksum", .corrupt, "x")]
+    XCTAssertEqual(Set(TargetRules.evaluate(.azure, result: result(diff), declared: nil).map(\.id)),
+                   ["azure.fixed-vhd-required", "azure.footer", "azure.size-limit"])
+    var backed = ImageInfo(probe: "qcow2", qemuFormat: "qcow2", diskFormat: .qcow2, subformat: "v3", virtualSize: 1 << 30)
+    backed.backingFilename = "/etc/passwd"
+    XCTAssertEqual(TargetRules.evaluate(.glance, result: result(backed), declared: nil).map(\.id), ["glance.safety-checks"])
+    let qed = ImageInfo(probe: "qed", qemuFormat: "qed", diskFormat: .qed, virtualSize: 1 << 30)
+    XCTAssertEqual(Set(TargetRules.evaluate(.glance, result: result(qed), declared: nil).map(\.id)),
+                   ["glance.unsupported-format", "glance.banned-format"])
+    var ova = ImageInfo(probe: "ova", qemuFormat: "raw", diskFormat: .vmdk)
+    ova.containerFormat = .ova
+    ova.findings = [Finding("ova.descriptor-not-first", .warning, "x")]
+    var v2 = ImageInfo(probe: "vmdk", qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "streamOptimized", virtualSize: 1 << 30)
+    v2.formatSpecific.set("version", UInt64(2))
+    let sparse = ImageInfo(probe: "vmdk", qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "monolithicSparse", virtualSize: 1 << 30)
+    ova.children = [ChildImage(name: "a.vmdk", offset: 512, size: 1, result: result(v2)),
+                    ChildImage(name: "b.vmdk", offset: 1024, size: 1, result: result(sparse))]
+    XCTAssertEqual(Set(TargetRules.evaluate(.esxi, result: result(ova), declared: nil).map(\.id)),
+                   ["esxi.ova-order", "esxi.ova-manifest", "esxi.vmdk-version", "esxi.stream-optimized"])
+    XCTAssertEqual(TargetRules.evaluate(.glance, result: result(ova), declared: nil).map(\.id), ["glance.container-not-inspected"])
+    // GCE: tar.gz holding the wrong member, then the right one with a bad size and no partition table.
+    func tarGz(_ member: String, _ disk: ImageInfo) -> ImageInfo {
+      var tar = ImageInfo(probe: "tar", qemuFormat: "raw", diskFormat: .raw)
+      tar.children = [ChildImage(name: member, offset: 512, size: disk.virtualSize, result: result(disk))]
+      var gz = ImageInfo(probe: "compressed", qemuFormat: "raw", diskFormat: .raw)
+      gz.containerFormat = .compressed
+      gz.formatSpecific.set("algorithm", "gzip")
+      gz.children = [ChildImage(name: "payload", offset: nil, size: nil, result: result(tar))]
+      return gz
+    }
+    let odd = ImageInfo(probe: "raw", qemuFormat: "raw", diskFormat: .raw, virtualSize: (1 << 30) + 512)
+    XCTAssertEqual(Set(TargetRules.evaluate(.gce, result: result(tarGz("root.img", odd)), declared: nil).map(\.id)),
+                   ["gce.disk-raw"])
+    XCTAssertEqual(Set(TargetRules.evaluate(.gce, result: result(tarGz("disk.raw", odd)), declared: nil).map(\.id)),
+                   ["gce.size-alignment", "gce.partition-table"])
+    var good = ImageInfo(probe: "raw", qemuFormat: "raw", diskFormat: .raw, virtualSize: 10 << 30)
+    good.partitionTable = .object([("type", .string("gpt"))])
+    XCTAssertEqual(TargetRules.evaluate(.gce, result: result(tarGz("disk.raw", good)), declared: nil).map(\.id), [])
+    XCTAssertEqual(TargetRules.evaluate(.gce, result: result(tarGz("disk.raw", qed)), declared: nil).map(\.id), ["gce.raw-required"])
+  }
+
+  func testUnidentifiedAndAmbiguous() {
+    let amb = InspectionResult(outcome: .ambiguous([]), matches: [], failures: [], size: 0, allocatedSize: nil)
+    XCTAssertEqual(amb.allFindings.map(\.id), ["image.ambiguous"])
+    XCTAssertEqual(TargetRules.evaluate(.aws, result: amb, declared: nil).map(\.id), ["aws.unidentified"])
+    let e = ImageError(.needsSeekable, format: "input", field: "read", "x")
+    let s = InspectionResult(outcome: .needsSeekable(e), matches: [], failures: [], size: 0, allocatedSize: nil)
+    XCTAssertEqual(s.allFindings.map(\.id), ["input.needs-seekable"])
+    XCTAssertEqual(Expectation.check(s, expected: "qcow2")?.id, "image.format-mismatch")
+  }
 }
+

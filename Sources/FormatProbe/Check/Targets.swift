@@ -175,7 +175,7 @@ public enum TargetRules {
                            "the raw disk size must be a whole number of GiB; \(v) bytes is not",
                            fix: "truncate -s \(Checked.ceilDiv(v, 1 << 30))G disk.raw"))
       }
-      if d.partitionTable == nil {
+      if d.diskFormat == .raw, d.partitionTable == nil {
         out.append(Finding("gce.partition-table", .warning, "the raw disk has no MBR or GPT partition table; GCE boots only partitioned disks",
                            fix: "image a whole disk, not a partition"))
       }
