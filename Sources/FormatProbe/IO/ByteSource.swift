@@ -153,9 +153,7 @@ public final class StreamSource: ByteSource, @unchecked Sendable {
     let chunk = 1 << 20
     let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
     defer { buf.deallocate() }
-    var ring = [UInt8](repeating: 0, count: tailLimit)
-    var ringFill = 0  // bytes of ring holding data
-    var ringPos = 0   // next write position
+    tail.reserveCapacity(tailLimit)
     while true {
       let n = try Syscalls.read(fd: fd, into: buf, count: chunk, path: name)
       if n == 0 { break }
@@ -164,19 +162,16 @@ public final class StreamSource: ByteSource, @unchecked Sendable {
       if head.count < headLimit {
         head.append(contentsOf: part.prefix(headLimit - head.count))
       }
-      if tailLimit > 0 {
-        for b in part.suffix(tailLimit) {
-          ring[ringPos] = b
-          ringPos = (ringPos + 1) % tailLimit
-          ringFill = min(ringFill + 1, tailLimit)
-        }
+      // Keep the last tailLimit bytes: drop from the front what the new chunk pushes out.
+      if n >= tailLimit {
+        tail.removeAll(keepingCapacity: true)
+        tail.append(contentsOf: part.suffix(tailLimit))
+      } else {
+        let overflow = tail.count + n - tailLimit
+        if overflow > 0 { tail.removeFirst(overflow) }
+        tail.append(contentsOf: part)
       }
       size += UInt64(n)
-    }
-    if ringFill < tailLimit {
-      tail = Array(ring[0..<ringFill])
-    } else {
-      tail = Array(ring[ringPos...] + ring[..<ringPos])
     }
     tailStart = size - UInt64(tail.count)
   }
