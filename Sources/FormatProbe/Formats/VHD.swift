@@ -532,7 +532,9 @@ public enum VHDProbe: DeepCheckable {
     case .dynamic?, .differencing?:
       if let h = parsed.header {
         checkFooterCopies(ctx, parsed, add)
-        checkBAT(ctx, parsed, h, add, &report.counts, &checkErrors)
+        var counts = JSONObject()
+        checkBAT(ctx, parsed, h, add, &counts, &checkErrors)
+        for (k, v) in counts.pairs { report.counts.set(k, v) }
       }
     case nil:
       break
