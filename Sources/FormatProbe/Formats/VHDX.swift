@@ -650,7 +650,10 @@ public enum VHDXProbe: DeepCheckable {
       metadata.append((r.guid == batGUID ? "BAT" : r.guid == metadataGUID ? "metadata region" : "region \(r.guid)",
                        r.fileOffset, r.end))
     }
-    let entries = min(p.batEntries, UInt64(p.bat.length) / 8)
+    // Only the part of the BAT region inside the file is read (vhdx.region-range already names
+    // a region that leaves it), so offsets below cannot overflow.
+    let batInFile = p.bat.fileOffset <= size ? min(UInt64(p.bat.length), size - p.bat.fileOffset) : 0
+    let entries = min(p.batEntries, batInFile / 8)
     let blockSize = UInt64(p.blockSize)
     let group = p.chunkRatio + 1
     var allocated: UInt64 = 0

@@ -48,6 +48,8 @@ q create -f vhdx vhdx-dynamic-default.vhdx 10M
 q create -f vhdx -o block_size=1M vhdx-dynamic-1m.vhdx 64M
 q create -f vhdx -o block_size=32M,log_size=2M vhdx-dynamic-32m-log2m.vhdx 100M
 q create -f vhdx -o block_state_zero=off vhdx-dynamic-nozero.vhdx 20M
+# qemu marks a fixed image's blocks ZERO (state 2, no offset) unless block_state_zero=off.
 q create -f vhdx -o subformat=fixed,block_size=1M vhdx-fixed-4m.vhdx 4M
+q create -f vhdx -o subformat=fixed,block_size=1M,block_state_zero=off vhdx-fixed-4m-allocated.vhdx 4M
 q convert -O vhdx -o block_size=1M data.raw vhdx-converted.vhdx
 rm -f data.raw
