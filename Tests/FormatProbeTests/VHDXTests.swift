@@ -601,3 +601,63 @@ final class VHDXTests: XCTestCase {
     }
   }
 }
+
+/// Deterministic mutation smoke tests: single-byte changes in the structures neither probe
+/// protects with a checksum must give an answer, a finding or an `ImageError`, never a trap.
+final class VHDMutationTests: XCTestCase {
+  struct LCG {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return state >> 33
+    }
+  }
+
+  func run(_ bytes: [UInt8], _ probe: any DeepCheckable.Type, ranges: [Range<Int>], iterations: Int) {
+    var rng = LCG(state: 42)
+    for _ in 0..<iterations {
+      var b = bytes
+      for _ in 0..<(1 + Int(rng.next() % 4)) {
+        let r = ranges[Int(rng.next() % UInt64(ranges.count))]
+        let i = r.lowerBound + Int(rng.next() % UInt64(r.count))
+        b[i] = rng.next() % 3 == 0 ? 0xff : UInt8(truncatingIfNeeded: rng.next())
+      }
+      guard let ctx = try? ProbeContext(source: MemorySource(b)) else { continue }
+      if let info = try? probe.probe(ctx) { _ = probe.deepCheck(ctx, info) }
+    }
+  }
+
+  func testVHDMutations() {
+    var img = VHDImageBuilder()
+    img.header.blockSize = 4096
+    img.header.maxTableEntries = 2048
+    img.footer.currentSize = 8 << 20
+    img.blocks = 3
+    img.bat = [img.blockSector(0), img.blockSector(1), 0xFFFF_FFFF, img.blockSector(2)]
+    let b = img.bytes
+    // Footer fields, dynamic header fields, the BAT, the trailing footer.
+    run(b, VHDProbe.self, ranges: [0..<90, 512..<1200, 1536..<1600, (b.count - 512)..<(b.count - 420)], iterations: 3000)
+  }
+
+  func testVHDXMutations() {
+    var img = VHDXBuilder()
+    img.blocks = 2
+    img.bat = [VHDXBuilder.present(0), 2, VHDXBuilder.present(1)]
+    img.fileFlags = 2
+    img.parentLocator = [("relative_path", "a.vhdx")]
+    let b = img.bytes
+    let md = 2 << 20
+    run(b, VHDXProbe.self, ranges: [md..<(md + 256), (md + 0x10000)..<(md + 0x10500), (md + 0x11000)..<(md + 0x11060),
+                                    (3 << 20)..<((3 << 20) + 32)], iterations: 400)
+  }
+
+  func testVHDXRegionsFarBeyondTheFile() throws {
+    var img = VHDXBuilder()
+    img.regions[0].offset = 1 << 62
+    img.regions[0].length = 0xFFF0_0000
+    let ctx = try ProbeContext(source: MemorySource(img.bytes))
+    let info = try XCTUnwrap(VHDXProbe.probe(ctx))
+    XCTAssertTrue(info.findings.contains { $0.id == "vhdx.region-range" })
+    XCTAssertEqual(VHDXProbe.deepCheck(ctx, info).findings, [])
+  }
+}
