@@ -661,3 +661,22 @@ final class VHDMutationTests: XCTestCase {
     XCTAssertEqual(VHDXProbe.deepCheck(ctx, info).findings, [])
   }
 }
+
+extension VHDXTests {
+  func testUserItemDoesNotReplaceASystemItem() throws {
+    var b = VHDXBuilder()
+    var bogus = [UInt8](); bogus.le(UInt32(3 << 20)); bogus.le(UInt32(0))
+    // A user item (flag bit 0) carrying the file parameters id and a bad block size.
+    b.extraItems = [.init(guid: "caa16737-fa36-4d43-b3b6-33f0aa44e76b", offset: 0x12000, flags: 1, data: bogus)]
+    let info = try XCTUnwrap(probe(b))
+    XCTAssertEqual(info.clusterSize, 1 << 20)
+    XCTAssertEqual(info.findings, [])
+  }
+
+  func testDuplicateSystemItem() throws {
+    var b = VHDXBuilder()
+    var sizes = [UInt8](); sizes.le(UInt64(8 << 20))
+    b.extraItems = [.init(guid: "2fa54224-cd1b-4876-b211-5dbed83bf4b8", offset: 0x12000, data: sizes)]
+    XCTAssertTrue(probeError(b)?.detail.contains("listed twice") ?? false)
+  }
+}

@@ -370,7 +370,7 @@ public enum VHDXProbe: DeepCheckable {
 
     // Log (MS-VHDX 2.3): a non-zero log guid with a valid entry means changes not yet replayed.
     if !current.logGUIDIsZero {
-      let found = logOK ? scanLog(ctx, current) : nil
+      let found = logOK ? try scanLog(ctx, current) : nil
       if let found {
         info.findings.append(Finding("vhdx.log-not-replayed", .unsafe, field: "log guid", offset: current.offset + 48,
                                      "vhdx: the log holds an entry at \(hex(found)) that was not replayed: the image's metadata is not what the log says, and qemu replays (writes) it when the image is opened read-write",
@@ -446,12 +446,15 @@ public enum VHDXProbe: DeepCheckable {
                            finding: "vhdx.metadata-range")
         }
       }
-      guard entries[e.itemID] == nil || e.isUser else {
+      // An item is identified by its id and its user flag (MS-VHDX 2.6.1.2); the items this
+      // parser knows are system items, so a user item with the same id never replaces one.
+      let key = e.isUser ? "user:" + itemID : itemID
+      guard entries[key] == nil else {
         throw ImageError(.invalidField, format: format, field: "metadata item \(itemID)", offset: at, "is listed twice")
       }
-      entries[e.itemID] = e
-      let known = [fileParametersGUID, virtualDiskSizeGUID, page83GUID, logicalSectorGUID, physicalSectorGUID,
-                   parentLocatorGUID].contains(itemID)
+      entries[key] = e
+      let known = !e.isUser && [fileParametersGUID, virtualDiskSizeGUID, page83GUID, logicalSectorGUID,
+                                physicalSectorGUID, parentLocatorGUID].contains(itemID)
       if !known, e.isRequired {
         info.findings.append(Finding("vhdx.unknown-metadata", .unsafe, field: "metadata item \(itemID)", offset: at,
                                      "vhdx: required metadata item \(itemID) is not defined by the specification: its meaning cannot be verified (qemu refuses the image)"))
@@ -578,14 +581,16 @@ public enum VHDXProbe: DeepCheckable {
 
   /// Scans the log for an entry ("loge") carrying the header's log guid with a valid CRC-32C.
   /// Returns its offset, or nil. Bounded by `Limits.maxLogScan` and `maxLogCandidates`.
-  static func scanLog(_ ctx: ProbeContext, _ h: Header) -> UInt64? {
+  /// A stream that no longer holds the log throws `.needsSeekable` rather than guessing.
+  static func scanLog(_ ctx: ProbeContext, _ h: Header) throws(ImageError) -> UInt64? {
     let length = min(UInt64(h.logLength), Limits.maxLogScan)
     var pos: UInt64 = 0
     var candidates = 0
     let step: UInt64 = 4096
     while pos < length {
       let n = min(UInt64(Limits.batChunkBytes), length - pos)
-      guard let chunk = try? ctx.read(at: h.logOffset + pos, count: Int(n)), chunk.count == Int(n) else { return nil }
+      let chunk = try ctx.read(at: h.logOffset + pos, count: Int(n))
+      guard chunk.count == Int(n) else { return nil }
       var k = 0
       while k + 64 <= chunk.count {
         if chunk[k] == 0x6c, chunk[k + 1] == 0x6f, chunk[k + 2] == 0x67, chunk[k + 3] == 0x65 {
@@ -596,7 +601,7 @@ public enum VHDXProbe: DeepCheckable {
           if let entryLength = try? r.u32LE(at: 8, "log entry length"), let checksum = try? r.u32LE(at: 4, "log entry checksum"),
              entryLength >= 64, entryLength % 4096 == 0, entryLength <= Limits.maxLogEntry,
              UInt64(entryLength) <= UInt64(h.logLength), Array(chunk[(k + 32)..<(k + 48)]) == h.logGUIDRaw,
-             let entry = try? ctx.read(at: at, count: Int(entryLength)), entry.count == Int(entryLength),
+             case let entry = try ctx.read(at: at, count: Int(entryLength)), entry.count == Int(entryLength),
              CRC32C.checksum(entry[...], zeroingFieldAt: 4) == checksum
           {
             return at
