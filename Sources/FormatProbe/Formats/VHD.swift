@@ -468,7 +468,7 @@ public enum VHDProbe: DeepCheckable {
       info.backingFilename = h.parentName.isEmpty ? nil : h.parentName
       info.findings.append(Finding("vhd.differencing", .unsafe, field: "disk type",
                                    "vhd: differencing disk: its unallocated sectors come from a parent image (\(h.parentName.isEmpty ? "unnamed" : h.parentName), uuid \(h.parentUUID)) outside this file",
-                                   fix: "convert to a standalone image with the parent present: qemu-img convert does not follow VHD parents, use the hypervisor's merge tool"))
+                                   fix: "merge the disk into its parent with the hypervisor's tools; qemu ignores VHD parents, so qemu-img convert would silently drop the parent's data"))
       info.notes.append("qemu's vpc driver ignores the parent of a differencing VHD and reads unallocated sectors as zeros")
     }
     var locators: [JSON] = []

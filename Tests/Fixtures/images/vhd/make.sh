@@ -43,6 +43,26 @@ perl -e '
   }
   close($h);' vhd-creator-vbox.vhd
 
+# A differencing disk (qemu cannot create one): the force_size dynamic image with disk type 4, a
+# parent UUID and name, and one W2ku parent locator whose UTF-16LE path sits in a sector appended
+# after the BAT. Both checksums are recomputed; the footer copy is written again at the end.
+perl -e '
+  my ($in, $out) = @ARGV; open(my $h, "<:raw", $in) or die; local $/; my $d = <$h>; close($h);
+  sub sum { my $s = 0; $s += $_ for unpack("C*", $_[0]); return (~$s) & 0xffffffff }
+  my $footer = substr($d, 0, 512); my $header = substr($d, 512, 1024);
+  substr($footer, 60, 4) = pack("N", 4); substr($footer, 64, 4) = "\0" x 4;
+  substr($footer, 64, 4) = pack("N", sum($footer));
+  my $name = "base.vhd"; my $name16 = join("", map { pack("n", ord) } split(//, $name));
+  my $path = "C:\\images\\base.vhd"; my $path16 = join("", map { pack("v", ord) } split(//, $path));
+  substr($header, 40, 16) = "\x11" x 16;
+  substr($header, 64, length $name16) = $name16;
+  substr($header, 576, 24) = "W2ku" . pack("NNN", 1, length $path16, 0) . pack("Q>", 2048);
+  substr($header, 36, 4) = "\0" x 4; substr($header, 36, 4) = pack("N", sum($header));
+  my $locator = $path16 . ("\0" x (512 - length $path16));
+  open(my $o, ">:raw", $out) or die;
+  print $o $footer, $header, substr($d, 1536, 512), $locator, $footer; close($o);' \
+  vhd-dynamic-10m-force.vhd vhd-differencing.vhd
+
 # --- VHDX ---
 q create -f vhdx vhdx-dynamic-default.vhdx 10M
 q create -f vhdx -o block_size=1M vhdx-dynamic-1m.vhdx 64M
