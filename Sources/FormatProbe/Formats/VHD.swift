@@ -608,7 +608,7 @@ public enum VHDProbe: DeepCheckable {
       do {
         chunk = try ctx.source.readExactly(at: at, count: Int(n * 4), format: format, field: "block allocation table")
       } catch {
-        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhd.truncated" : nil))
+        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhd.truncated" : error.kind == .needsSeekable ? "vhd.needs-seekable" : nil))
         checkErrors += 1
         break
       }

@@ -672,7 +672,7 @@ public enum VHDXProbe: DeepCheckable {
       do {
         chunk = try ctx.source.readExactly(at: at, count: Int(n * 8), format: format, field: "BAT")
       } catch {
-        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhdx.truncated" : nil))
+        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhdx.truncated" : error.kind == .needsSeekable ? "vhdx.needs-seekable" : nil))
         checkErrors += 1
         break
       }
