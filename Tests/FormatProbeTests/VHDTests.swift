@@ -279,6 +279,17 @@ final class VHDTests: XCTestCase {
     XCTAssertTrue(f.message.hasPrefix("vhd: dynamic header checksum at 0x224 is 0xdead, computed 0x"))
   }
 
+  func testUnknownVersionsAreWarnings() throws {
+    var img = VHDImageBuilder()
+    img.footer.version = 0x0002_0000
+    img.header.version = 0x0001_0001
+    let info = try XCTUnwrap(probe(img.bytes))
+    XCTAssertEqual(info.findings.map(\.id), ["vhd.version", "vhd.version"])
+    XCTAssertEqual(info.findings.map(\.offset), [12, 512 + 24])
+    XCTAssertEqual(Policy().verdict(info.findings), .safe)
+    XCTAssertEqual(info.formatSpecific.json["file-format-version"], .string("2.0"))
+  }
+
   func testBadDiskType() throws {
     var img = VHDImageBuilder()
     img.footer.diskType = 5

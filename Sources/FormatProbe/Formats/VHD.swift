@@ -346,6 +346,8 @@ public enum VHDProbe: DeepCheckable {
     }
 
     var fs = JSONObject()
+    fs.set("features", UInt64(footer.features))
+    fs.set("file-format-version", "\(footer.version >> 16).\(footer.version & 0xffff)")
     fs.set("creator-app", footer.creatorAppText)
     fs.set("creator-version", footer.creatorVersionText)
     fs.set("creator-os", footer.creatorOS)
@@ -374,6 +376,11 @@ public enum VHDProbe: DeepCheckable {
       let h = try readDynamicHeader(ctx, footer: footer)
       header = h
       info.clusterSize = UInt64(h.blockSize)
+      if h.version != 0x0001_0000 {
+        info.findings.append(Finding("vhd.version", .warning, field: "header version", offset: h.offset + 24,
+                                     "vhd: dynamic header version at \(hex(h.offset + 24)) is \(hex(h.version)), the spec defines 0x10000"))
+      }
+      fs.set("header-version", "\(h.version >> 16).\(h.version & 0xffff)")
       fs.set("block-size", UInt64(h.blockSize))
       fs.set("max-table-entries", UInt64(h.maxTableEntries))
       fs.set("table-offset", h.tableOffset)
