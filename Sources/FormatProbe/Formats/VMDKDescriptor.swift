@@ -56,15 +56,17 @@ public struct VMDKDescriptor: Sendable, Equatable {
   public var unknownLines: [(UInt64, String, String)] = []
   /// Whether the first line is `# Disk DescriptorFile`.
   public var hasSignature = false
-  /// Lines read (bounded by `Limits.maxLines`).
+  /// Lines read.
   public var lineCount = 0
+  /// Lines that are not empty (bounded by `Limits.maxLines`).
+  public var contentLines = 0
 
   public enum Limits {
     /// qemu reads at most 1 MiB - 1 of descriptor (`vmdk_read_desc`, "avoid unbounded
     /// allocation"); the image service's inspector caps the embedded descriptor the same way.
     public static let maxBytes = (1 << 20) - 1
-    /// Lines kept for reporting: real descriptors have 20-40 lines; 1 MiB of one-byte lines
-    /// would otherwise make a huge report.
+    /// Non-empty lines: real descriptors have 20-40; more than this is not a descriptor a tool
+    /// wrote (1 MiB of one-character lines would otherwise be half a million extents or keys).
     public static let maxLines = 1 << 16
     /// Extents listed: VMware's twoGbMaxExtent* of the largest hosted disk (62 TiB) needs 31744.
     public static let maxExtents = 32768
@@ -138,7 +140,8 @@ public struct VMDKDescriptor: Sendable, Equatable {
       while lineEnd < end, bytes[lineEnd] != 0x0a { lineEnd += 1 }
       let next = lineEnd < end ? lineEnd + 1 : end
       d.lineCount += 1
-      guard d.lineCount <= Limits.maxLines else {
+      if lineEnd > lineStart, !(lineEnd - lineStart == 1 && bytes[lineStart] == 0x0d) { d.contentLines += 1 }
+      guard d.contentLines <= Limits.maxLines else {
         throw ImageError(.limitExceeded, format: format, field: "descriptor", offset: base,
                          "has more than \(Limits.maxLines) lines", finding: "vmdk.descriptor-too-large")
       }
