@@ -1,0 +1,131 @@
+import XCTest
+@testable import FormatProbe
+
+/// Builds a ploop image, one field per property (offsets in PloopProbe's table).
+struct PloopBuilder {
+  var magic = "WithouFreSpacExt"   // 0: BAT in clusters ("WithoutFreeSpace": in sectors)
+  var version: UInt32 = 2          // 16
+  var heads: UInt32 = 16           // 20
+  var cylinders: UInt32 = 1        // 24
+  var tracks: UInt32 = 8           // 28: 4 KiB clusters
+  var batEntries: UInt32 = 4       // 32
+  var nbSectors: UInt64 = 32       // 36
+  var inUse: UInt32 = 0            // 44
+  var dataOff: UInt32 = 8          // 48: data from sector 8 (cluster 1)
+  var flags: UInt32 = 0            // 52
+  var extOff: UInt64 = 0           // 56
+  /// BAT entries (cluster numbers for the ext magic; 0 unallocated).
+  var bat: [UInt32] = [1, 0, 2, 0]
+
+  func image() -> [UInt8] {
+    var b = [UInt8](repeating: 0, count: 64)
+    b.vkPut(Array(magic.utf8), at: 0)
+    b.vkPut32(version, at: 16)
+    b.vkPut32(heads, at: 20)
+    b.vkPut32(cylinders, at: 24)
+    b.vkPut32(tracks, at: 28)
+    b.vkPut32(batEntries, at: 32)
+    b.vkPut64(nbSectors, at: 36)
+    b.vkPut32(inUse, at: 44)
+    b.vkPut32(dataOff, at: 48)
+    b.vkPut32(flags, at: 52)
+    b.vkPut64(extOff, at: 56)
+    b.vkPad(to: 64 + bat.count * 4)
+    for (i, e) in bat.enumerated() { b.vkPut32(e, at: 64 + i * 4) }
+    let mult = magic == "WithouFreSpacExt" ? Int(tracks) : 1
+    let end = (bat.filter { $0 != 0 }.map { Int($0) * mult * 512 + Int(tracks) * 512 }.max() ?? Int(dataOff) * 512)
+    b.vkPad(to: max(end, Int(dataOff) * 512))
+    return b
+  }
+}
+
+final class PloopTests: XCTestCase {
+  typealias P = VMDKFamily
+
+  func check(_ bytes: [UInt8]) throws -> CheckReport {
+    let ctx = try P.ctx(bytes)
+    let info = try XCTUnwrap(try PloopProbe.probe(ctx))
+    return PloopProbe.deepCheck(ctx, info)
+  }
+
+  func testValid() throws {
+    let b = PloopBuilder()
+    let info = try XCTUnwrap(try P.info(PloopProbe.self, b.image()))
+    XCTAssertEqual(info.qemuFormat, "parallels")
+    XCTAssertEqual(info.diskFormat, .ploop)
+    XCTAssertEqual(info.virtualSize, 32 * 512)
+    XCTAssertEqual(info.clusterSize, 4096)
+    XCTAssertEqual(info.findings, [])
+    let r = try check(b.image())
+    XCTAssertEqual(r.findings, [])
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 2)
+    XCTAssertEqual(r.counts.json.at("image-end-offset")?.uint, 3 * 4096)
+  }
+
+  func testLegacyMagicTruncatesSectors() throws {
+    var b = PloopBuilder()
+    b.magic = "WithoutFreeSpace"
+    b.nbSectors = (1 << 32) | 32
+    b.bat = [8, 0, 16, 0]
+    let info = try XCTUnwrap(try P.info(PloopProbe.self, b.image()))
+    XCTAssertEqual(info.subformat, "legacy")
+    XCTAssertEqual(info.virtualSize, 32 * 512, "qemu keeps only 32 bits of nb_sectors in the old format")
+    XCTAssertEqual(try check(b.image()).findings, [])
+  }
+
+  func testHeaderErrors() {
+    var b = PloopBuilder()
+    b.version = 3
+    XCTAssertEqual(P.error(PloopProbe.self, b.image())?.finding, "ploop.version")
+    b = PloopBuilder()
+    b.tracks = 0
+    XCTAssertEqual(P.error(PloopProbe.self, b.image())?.finding, "ploop.cluster-size")
+    b = PloopBuilder()
+    b.batEntries = 0x8000_0000
+    b.bat = []
+    XCTAssertEqual(P.error(PloopProbe.self, b.image())?.finding, "ploop.bat-size")
+    XCTAssertEqual(P.error(PloopProbe.self, Array(PloopBuilder().image().prefix(40)))?.kind, .truncated)
+    XCTAssertNil(try P.info(PloopProbe.self, [UInt8](repeating: 0, count: 512)))
+  }
+
+  func testHeaderFindings() throws {
+    var b = PloopBuilder()
+    b.inUse = 0x746f6e59
+    let info = try P.info(PloopProbe.self, b.image())
+    XCTAssertEqual(P.ids(info), ["ploop.dirty"])
+    XCTAssertEqual(info?.dirty, true)
+    b.inUse = 5
+    XCTAssertEqual(P.ids(try P.info(PloopProbe.self, b.image())), ["ploop.inuse"])
+    b = PloopBuilder()
+    b.nbSectors = 1000
+    XCTAssertEqual(P.ids(try P.info(PloopProbe.self, b.image())), ["ploop.bat-too-small"])
+    b = PloopBuilder()
+    b.dataOff = 0
+    b.batEntries = 200
+    b.bat = [UInt32](repeating: 0, count: 200)
+    b.nbSectors = 8
+    XCTAssertEqual(P.ids(try P.info(PloopProbe.self, b.image())), [])
+    var img = PloopBuilder().image()
+    img.vkPut32(100_000, at: 32)
+    XCTAssertTrue(P.ids(try P.info(PloopProbe.self, img)).contains("ploop.bat-truncated"))
+    b = PloopBuilder()
+    b.dataOff = 0
+    b.bat = [1, 0, 2, 0]
+    XCTAssertEqual(P.ids(try P.info(PloopProbe.self, b.image())), [])
+  }
+
+  func testBATCorruption() throws {
+    var b = PloopBuilder()
+    b.bat = [1, 1, 2, 0]
+    let r = try check(b.image())
+    XCTAssertEqual(r.findings.map(\.id), ["ploop.bat-duplicate"])
+    XCTAssertEqual(r.counts.json.at("corruptions")?.uint, 1)
+    b.bat = [1, 0, 2, 0]
+    var img = b.image()
+    img.vkPut32(500, at: 64 + 4)
+    XCTAssertEqual(try check(img).findings.map(\.id), ["ploop.cluster-out-of-range"])
+    img = b.image()
+    img.vkPut32(0xffff_ffff, at: 64 + 12)
+    XCTAssertEqual(try check(img).findings.map(\.id), ["ploop.cluster-out-of-range"])
+  }
+}

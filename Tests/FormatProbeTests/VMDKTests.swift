@@ -1,0 +1,385 @@
+import Foundation
+import XCTest
+@testable import FormatProbe
+
+final class VMDKTests: XCTestCase {
+  typealias P = VMDKFamily
+
+  func desc(_ text: String) throws -> VMDKDescriptor {
+    try VMDKDescriptor.parse(Array(text.utf8)[...], base: 0)
+  }
+
+  // MARK: descriptor parser
+
+  func testDescriptorBasics() throws {
+    let d = try desc("""
+      # Disk DescriptorFile
+      version=1
+      encoding="UTF-8"
+      CID=fffffffe
+      parentCID=ffffffff
+      isNativeSnapshot="no"
+      createType="monolithicSparse"
+
+      # Extent description
+      RW 16777216 SPARSE "test1.vmdk"
+      RDONLY 100 FLAT "x-flat.vmdk" 7
+      NOACCESS 8 ZERO
+
+      # The Disk Data Base
+      #DDB
+      ddb.adapterType = "ide"
+      ddb.geometry.cylinders="16383"
+      """)
+    XCTAssertTrue(d.hasSignature)
+    XCTAssertEqual(d.version, "1")
+    XCTAssertEqual(d.encoding, "UTF-8")
+    XCTAssertEqual(d.cid, 0xffff_fffe)
+    XCTAssertEqual(d.parentCID, 0xffff_ffff)
+    XCTAssertEqual(d.isNativeSnapshot, "no")
+    XCTAssertEqual(d.createType, "monolithicSparse")
+    XCTAssertEqual(d.extents.count, 3)
+    XCTAssertEqual(d.extents[0].filename, "test1.vmdk")
+    XCTAssertEqual(d.extents[1].access, "RDONLY")
+    XCTAssertEqual(d.extents[1].offset, 7)
+    XCTAssertEqual(d.extents[2].type, "ZERO")
+    XCTAssertNil(d.extents[2].filename)
+    XCTAssertEqual(d.ddb("adapterType"), "ide")
+    XCTAssertEqual(d.ddb("geometry.cylinders"), "16383")
+    XCTAssertTrue(d.unknownLines.isEmpty)
+    XCTAssertEqual(d.extentBytes, (16777216 + 100 + 8) * 512)
+  }
+
+  func testDescriptorCRLFCommentsAndDevicePaths() throws {
+    let text = "# Disk DescriptorFile\r\nversion=1\r\nCID=9235a3aa\r\nparentCID=ffffffff\r\ncreateType=\"fullDevice\"\r\n"
+      + "#RW 1000000 FLAT \"D:\\programy\\os.img\" 0\r\nRW 1000000 FLAT \"\\\\.\\PhysicalDrive2\" 0\r\n"
+      + "ddb.virtualHWVersion = \"4\"\r\nddb.adapterType=\"ide\"\r\n"
+    let d = try desc(text)
+    XCTAssertEqual(d.extents.count, 1, "the #RW line is a comment")
+    XCTAssertEqual(d.extents[0].filename, "\\\\.\\PhysicalDrive2")
+    XCTAssertEqual(d.extents[0].filename?.count, 18)
+    XCTAssertEqual(d.createType, "fullDevice")
+    XCTAssertEqual(d.ddb("virtualHWVersion"), "4")
+    XCTAssertEqual(d.ddb("adapterType"), "ide")
+    XCTAssertTrue(d.unknownLines.isEmpty)
+  }
+
+  func testDescriptorWindows1252AndUnknownLines() throws {
+    var bytes = Array("version=1\nencoding=\"windows-1252\"\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"caf".utf8)
+    bytes += [0xe9, 0x80]
+    bytes += Array(".vmdk\" 0\nthis is not a descriptor line\nRW lots FLAT \"x\" 0\n".utf8)
+    let d = try VMDKDescriptor.parse(bytes[...], base: 0)
+    XCTAssertEqual(d.extents.first?.filename, "café€.vmdk")
+    XCTAssertEqual(d.unknownLines.count, 2)
+    XCTAssertTrue(d.hasNonASCII)
+  }
+
+  func testDescriptorStopsAtNULAndDetection() throws {
+    var bytes = Array("# Disk DescriptorFile\nversion=1\ncreateType=\"x\"\n".utf8)
+    bytes += [0, 0, 0x41]
+    let d = try VMDKDescriptor.parse(bytes[...], base: 0)
+    XCTAssertEqual(d.createType, "x")
+    XCTAssertTrue(VMDKDescriptor.looksLikeDescriptor(Array("# comment\n\nversion=1\n".utf8)[...]))
+    XCTAssertTrue(VMDKDescriptor.looksLikeDescriptor(Array("# Disk DescriptorFile".utf8)[...]))
+    XCTAssertFalse(VMDKDescriptor.looksLikeDescriptor(Array("hello\nversion=1\n".utf8)[...]))
+    XCTAssertFalse(VMDKDescriptor.looksLikeDescriptor([0, 0, 0, 0][...]))
+  }
+
+  func testPathConcerns() {
+    XCTAssertTrue(VMDKProbe.pathConcerns("disk-flat.vmdk").isEmpty)
+    XCTAssertTrue(VMDKProbe.pathConcerns("/etc/shadow").contains("an absolute path"))
+    XCTAssertTrue(VMDKProbe.pathConcerns("../../etc/passwd").contains("climbs out with .."))
+    XCTAssertTrue(VMDKProbe.pathConcerns("/dev/sda").contains("a device"))
+    XCTAssertTrue(VMDKProbe.pathConcerns("\\\\.\\PhysicalDrive0").contains("a device"))
+    XCTAssertTrue(VMDKProbe.pathConcerns("http://example.com/x.vmdk").contains("a URL"))
+    XCTAssertTrue(VMDKProbe.pathConcerns("C:\\disks\\x.vmdk").contains("an absolute path"))
+    XCTAssertTrue(VMDKProbe.pathConcerns("\\\\server\\share\\x.vmdk").contains("a network (UNC) path"))
+    XCTAssertEqual(VMDKProbe.pathConcerns("sub/x.vmdk"), ["a path into another directory"])
+  }
+
+  /// The real descriptors and their documented answers.
+  func testSharedSamples() throws {
+    // `<repo>/../shared/samples` (a git worktree may sit one level deeper).
+    let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let candidates = [repo.deletingLastPathComponent(), repo.deletingLastPathComponent().deletingLastPathComponent()]
+      .map { $0.appendingPathComponent("shared/samples/vmdk-descriptors") }
+    guard let dir = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+      throw XCTSkip("samples are not present")
+    }
+    struct Want { let file: String; let type: String; let size: UInt64; let extent: String; let hw: String; let adapter: String; let cyl: UInt64 }
+    let wants = [
+      Want(file: "test-vmdk-desc.vmdk", type: "vmfs", size: 6442450944, extent: "ESX4.0-rhel4u8-32b-flat.vmdk", hw: "7", adapter: "lsilogic", cyl: 783),
+      Want(file: "libvmdk-descriptor_file.1", type: "monolithicSparse", size: 8589934592, extent: "test1.vmdk", hw: "9", adapter: "ide", cyl: 16383),
+      Want(file: "sq8vps-system-disk.vmdk", type: "fullDevice", size: 512000000, extent: "\\\\.\\PhysicalDrive2", hw: "4", adapter: "ide", cyl: 992),
+      Want(file: "FrogOS2-disk.vmdk", type: "fullDevice", size: 16777216, extent: "/dev/loop0", hw: "4", adapter: "ide", cyl: 32),
+    ]
+    for w in wants {
+      let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(w.file)))
+      let info = try XCTUnwrap(try P.info(VMDKProbe.self, bytes), w.file)
+      XCTAssertEqual(info.subformat, w.type, w.file)
+      XCTAssertEqual(info.virtualSize, w.size, w.file)
+      XCTAssertEqual(info.externalReferences.map(\.name), [w.extent], w.file)
+      XCTAssertEqual(info.externalReferences.first?.kind, "extent")
+      XCTAssertEqual(info.formatSpecific.json.at("hw-version")?.string, w.hw, w.file)
+      XCTAssertEqual(info.formatSpecific.json.at("adapter-type")?.string, w.adapter, w.file)
+      XCTAssertEqual(info.formatSpecific.json.at("geometry.cylinders")?.uint, w.cyl, w.file)
+      XCTAssertEqual(P.ids(info).filter { $0 != "vmdk.extent-path" }, [], w.file)
+      XCTAssertTrue(P.ids(info).contains("vmdk.extent-path"))
+    }
+    let d = try VMDKDescriptor.parse([UInt8](try Data(contentsOf: dir.appendingPathComponent("test-vmdk-desc.vmdk")))[...], base: 0)
+    XCTAssertEqual(d.cid, 0x4164f1a0)
+    XCTAssertEqual(d.ddb("thinProvisioned"), "1")
+    XCTAssertEqual(d.ddb("longContentID"), "7a8d277e9e4ec89451404a324164f1a0")
+    XCTAssertNil(d.extents[0].offset)
+  }
+
+  // MARK: descriptor files
+
+  func testDescriptorFileHostileExtents() throws {
+    let text = """
+      # Disk DescriptorFile
+      version=1
+      CID=1
+      parentCID=ffffffff
+      createType="monolithicFlat"
+      parentFileNameHint="../../base.vmdk"
+      RW 2048 FLAT "/etc/shadow" 0
+      RW 2048 FLAT "../../secret" 0
+      RW 2048 FLAT "nfs://host/export/disk" 0
+      RW 2048 FLAT "\\\\.\\PhysicalDrive0" 0
+      bogus line here
+      """
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, Array(text.utf8)))
+    XCTAssertEqual(info.virtualSize, 4 * 2048 * 512)
+    XCTAssertEqual(info.externalReferences.map(\.kind), ["parent-hint", "extent", "extent", "extent", "extent"])
+    XCTAssertEqual(info.backingFilename, "../../base.vmdk")
+    let ids = P.ids(info)
+    XCTAssertEqual(ids.filter { $0 == "vmdk.extent-path" }.count, 4)
+    XCTAssertTrue(ids.contains("vmdk.parent-hint"))
+    XCTAssertTrue(ids.contains("vmdk.descriptor-line"))
+    XCTAssertTrue(ids.contains("vmdk.multiple-extents"))
+    XCTAssertTrue(info.findings.allSatisfy { $0.severity == .unsafe })
+  }
+
+  func testDescriptorFileTooLargeAndTrailingBytes() throws {
+    var big = Array("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8)
+    big += [UInt8](repeating: 0x0a, count: VMDKProbe.Limits.maxDescriptorBytes + 10 - big.count)
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, big))
+    XCTAssertTrue(P.ids(info).contains("vmdk.descriptor-too-large"))
+    var trailing = Array("version=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8)
+    trailing += [0, 0x4b, 0x44]
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, trailing)).contains("vmdk.descriptor-line"))
+  }
+
+  func testDescriptorFileWithoutCreateTypeOrExtents() throws {
+    let info = try P.info(VMDKProbe.self, Array("version=1\nCID=1\n".utf8))
+    XCTAssertTrue(P.ids(info).contains("vmdk.create-type"))
+    XCTAssertTrue(P.ids(info).contains("vmdk.no-extents"))
+  }
+
+  func testNotVMDK() throws {
+    XCTAssertNil(try P.info(VMDKProbe.self, [UInt8](repeating: 0, count: 4096)))
+    XCTAssertNil(try P.info(VMDKProbe.self, Array("KDM".utf8)))
+  }
+
+  // MARK: sparse header
+
+  func testValidMonolithicSparse() throws {
+    let b = SparseBuilder()
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, b.image()))
+    XCTAssertEqual(info.virtualSize, 1 << 20)
+    XCTAssertEqual(info.clusterSize, 65536)
+    XCTAssertEqual(info.subformat, "monolithicSparse")
+    XCTAssertEqual(info.dirty, false)
+    XCTAssertEqual(info.findings, [])
+    XCTAssertEqual(info.externalReferences, [])
+    let fs = info.formatSpecific.json
+    XCTAssertEqual(fs.at("cid")?.uint, 0x12345678)
+    XCTAssertEqual(fs.at("create-type")?.string, "monolithicSparse")
+    XCTAssertEqual(fs.at("extents.0.cluster-size")?.uint, 65536)
+    XCTAssertEqual(fs.at("extents.0.format")?.string, "")
+    XCTAssertEqual(fs.at("gd-entries")?.uint, 1)
+  }
+
+  func testTruncatedHeader() {
+    let h = Array(SparseBuilder().header().prefix(100))
+    let e = P.error(VMDKProbe.self, h)
+    XCTAssertEqual(e?.kind, .truncated)
+    XCTAssertTrue(e?.description.hasPrefix("vmdk: header") ?? false, e?.description ?? "")
+  }
+
+  func testBadVersion() {
+    var b = SparseBuilder()
+    b.version = 4
+    XCTAssertEqual(P.error(VMDKProbe.self, b.image())?.finding, "vmdk.version")
+  }
+
+  func testGrainSizeNotPowerOfTwo() {
+    var b = SparseBuilder()
+    b.grainSize = 100
+    let e = P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 4096))
+    XCTAssertEqual(e?.finding, "vmdk.grain-size")
+    XCTAssertEqual(e?.offset, 20)
+    b.grainSize = 1 << 30
+    XCTAssertEqual(P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 4096))?.finding, "vmdk.grain-size")
+  }
+
+  func testAbsurdGDAndGT() {
+    var b = SparseBuilder()
+    b.numGTEsPerGT = 4096
+    XCTAssertEqual(P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 4096))?.finding, "vmdk.gt-size")
+    b.numGTEsPerGT = 0
+    XCTAssertEqual(P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 4096))?.finding, "vmdk.gt-size")
+    b = SparseBuilder()
+    b.grainSize = 1
+    b.numGTEsPerGT = 1
+    b.capacity = 1 << 40
+    XCTAssertEqual(P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 4096))?.finding, "vmdk.gd-size")
+    b.capacity = UInt64.max / 2
+    XCTAssertNotNil(P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 4096)))
+  }
+
+  func testDescriptorTooLargeAndMisplaced() throws {
+    var b = SparseBuilder()
+    b.descriptorSize = 4096  // 2 MiB
+    b.overHead = 4224
+    b.rgdOffset = 4097
+    b.gdOffset = 4102
+    let ids = P.ids(try P.info(VMDKProbe.self, b.image()))
+    XCTAssertTrue(ids.contains("vmdk.descriptor-too-large"), "\(ids)")
+    b = SparseBuilder()
+    b.descriptorOffset = 2
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.image())).contains("vmdk.descriptor-offset"))
+  }
+
+  func testDescriptorOverrun() throws {
+    var b = SparseBuilder()
+    b.descriptorSize = 1
+    // Exactly 512 bytes of text, then non-NUL bytes: qemu reads on, the declared region stops.
+    var text = "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\nRW 2048 SPARSE \"t.vmdk\"\n"
+    text += String(repeating: "#", count: 511 - text.utf8.count) + "\n"
+    b.descriptorText = text + "RW 2048 FLAT \"/etc/shadow\" 0\n"
+    b.rgdOffset = 8
+    b.gdOffset = 14
+    var img = b.image()
+    img.replaceSubrange(1024..<(1024 + 29), with: Array("RW 2048 FLAT \"/etc/shadow\" 0\n".utf8))
+    let ids = P.ids(try P.info(VMDKProbe.self, img))
+    XCTAssertTrue(ids.contains("vmdk.descriptor-overrun"), "\(ids)")
+  }
+
+  func testZeroDescriptorSize() {
+    var b = SparseBuilder()
+    b.descriptorSize = 0
+    XCTAssertEqual(P.error(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 8192))?.finding, "vmdk.descriptor-size")
+  }
+
+  func testHeaderFlagsFindings() throws {
+    var b = SparseBuilder()
+    b.newline = [0x0a, 0x20, 0x0a, 0x0a]
+    b.uncleanShutdown = 1
+    b.flags |= 1 << 16
+    b.compressAlgorithm = 7
+    let info = try P.info(VMDKProbe.self, b.image())
+    let ids = P.ids(info)
+    XCTAssertTrue(ids.contains("vmdk.newline-corruption"))
+    XCTAssertTrue(ids.contains("vmdk.unclean-shutdown"))
+    XCTAssertTrue(ids.contains("vmdk.compress-algorithm"))
+    XCTAssertEqual(info?.dirty, true)
+  }
+
+  func testEmbeddedDescriptorFindings() throws {
+    var b = SparseBuilder()
+    b.extentLines = ["RW 2048 SPARSE \"../x/test.vmdk\"", "RW 2048 FLAT \"/dev/sda\" 0"]
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, b.image()))
+    let ids = P.ids(info)
+    XCTAssertEqual(ids.filter { $0 == "vmdk.extent-path" }.count, 2, "\(ids)")
+    XCTAssertTrue(ids.contains("vmdk.multiple-extents"))
+    XCTAssertTrue(ids.contains("vmdk.capacity-mismatch"))
+    XCTAssertEqual(info.externalReferences.map(\.name), ["/dev/sda"])
+    XCTAssertEqual(info.virtualSize, 1 << 20, "the header's capacity wins, as in qemu")
+
+    b = SparseBuilder()
+    b.createType = "vmfs"
+    b.extraDescriptorLines = ["parentFileNameHint=\"/vmfs/volumes/base.vmdk\"", "changeTrackPath=\"x-ctk.vmdk\"", "what is this"]
+    let i2 = try XCTUnwrap(try P.info(VMDKProbe.self, b.image()))
+    XCTAssertTrue(P.ids(i2).contains("vmdk.create-type"))
+    XCTAssertTrue(P.ids(i2).contains("vmdk.parent-hint"))
+    XCTAssertTrue(P.ids(i2).contains("vmdk.change-tracking"))
+    XCTAssertTrue(P.ids(i2).contains("vmdk.descriptor-line"))
+    XCTAssertEqual(i2.backingFilename, "/vmfs/volumes/base.vmdk")
+    XCTAssertEqual(i2.backingFormat, "vmdk")
+
+    b = SparseBuilder()
+    b.extentLines = []
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.image())).contains("vmdk.no-extents"))
+  }
+
+  func testNoDescriptor() throws {
+    var b = SparseBuilder()
+    b.descriptorText = ""
+    let info = try P.info(VMDKProbe.self, b.image())
+    XCTAssertEqual(info?.subformat, "sparseExtent")
+    XCTAssertEqual(P.ids(info), ["vmdk.no-descriptor"])
+    b.descriptorOffset = 0
+    b.descriptorSize = 0
+    b.rgdOffset = 21
+    b.gdOffset = 26
+    XCTAssertEqual(P.ids(try P.info(VMDKProbe.self, b.image())), ["vmdk.no-descriptor"])
+  }
+
+  // MARK: streamOptimized footer
+
+  func testStreamOptimizedFooterLikeVMware() throws {
+    let b = SparseBuilder()
+    let img = b.streamOptimized()
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, img))
+    XCTAssertEqual(info.subformat, "streamOptimized")
+    XCTAssertEqual(info.findings, [])
+    XCTAssertEqual(info.virtualSize, 1 << 20)
+    XCTAssertEqual(info.formatSpecific.json.at("footer"), .bool(true))
+    XCTAssertEqual(info.formatSpecific.json.at("extents.0.compressed"), .bool(true))
+    XCTAssertNotEqual(info.formatSpecific.json.at("gd-offset")?.uint, UInt64.max)
+  }
+
+  func testFooterInvalid() {
+    let b = SparseBuilder()
+    XCTAssertEqual(P.error(VMDKProbe.self, b.streamOptimized(footerMarkerType: 1))?.finding, "vmdk.footer-invalid")
+    XCTAssertEqual(P.error(VMDKProbe.self, b.streamOptimized(eos: false))?.finding, "vmdk.footer-invalid")
+    let again = b.streamOptimized(mutateFooter: { $0.vkPut64(UInt64.max, at: 56) })
+    XCTAssertEqual(P.error(VMDKProbe.self, again)?.finding, "vmdk.footer-invalid")
+    let short = Array(b.streamOptimized().prefix(1024))
+    XCTAssertEqual(P.error(VMDKProbe.self, short)?.finding, "vmdk.footer-invalid")
+  }
+
+  func testFooterDisagreesWithHeader() throws {
+    let b = SparseBuilder()
+    let desc = b.streamOptimized(mutateFooter: { $0.vkPut64(2, at: 28) })
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, desc)).contains("vmdk.footer-descriptor"))
+    let cap = b.streamOptimized(mutateFooter: { $0.vkPut64(4096, at: 12) })
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, cap))
+    XCTAssertTrue(P.ids(info).contains("vmdk.footer-mismatch"))
+    XCTAssertEqual(info.virtualSize, 4096 * 512, "the footer takes precedence, as in qemu")
+  }
+
+  // MARK: COWD
+
+  func testCOWD() throws {
+    var h = [UInt8](repeating: 0, count: 2048)
+    h.vkPut(Array("COWD".utf8), at: 0)
+    h.vkPut32(1, at: 4)       // version
+    h.vkPut32(3, at: 8)       // flags
+    h.vkPut32(8192, at: 12)   // numSectors: 4 MiB
+    h.vkPut32(1, at: 16)      // grainSize
+    h.vkPut32(4, at: 20)      // gdOffset
+    h.vkPut32(2, at: 24)      // numGDEntries
+    h.vkPut32(8, at: 28)      // freeSector
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, h))
+    XCTAssertEqual(info.subformat, "vmfsSparse")
+    XCTAssertEqual(info.virtualSize, 4 << 20)
+    XCTAssertEqual(P.ids(info), ["vmdk.cowd"])
+    h.vkPut32(1, at: 24)
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, h)).contains("vmdk.gd-out-of-range"))
+    h.vkPut32(3, at: 16)
+    XCTAssertEqual(P.error(VMDKProbe.self, h)?.finding, "vmdk.grain-size")
+  }
+}
