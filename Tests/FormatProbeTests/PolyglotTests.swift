@@ -1,0 +1,118 @@
+import XCTest
+@testable import FormatProbe
+
+/// Files that are two things at once. An ISO's system area is free for any use, which makes it the
+/// classic polyglot carrier: a qcow2 header there turns "just an ISO" into a disk with a backing
+/// file for any reader that probes the first bytes. Legitimate layerings (hybrid ISOs, hybrid MBRs,
+/// floppies without partition tables) must stay safe.
+final class PolyglotTests: XCTestCase {
+  /// A qcow2 version 3 header, big-endian (docs/interop/qcow2.txt), for a 1 MiB disk with 64 KiB
+  /// clusters whose tables lie in sectors the ISO does not use.
+  func qcow2Header() -> [UInt8] {
+    var h = [UInt8](repeating: 0, count: 104)
+    func be32(_ v: UInt32, _ at: Int) { withUnsafeBytes(of: v.bigEndian) { for i in 0..<4 { h[at + i] = $0[i] } } }
+    func be64(_ v: UInt64, _ at: Int) { withUnsafeBytes(of: v.bigEndian) { for i in 0..<8 { h[at + i] = $0[i] } } }
+    h[0] = 0x51; h[1] = 0x46; h[2] = 0x49; h[3] = 0xFB  // magic "QFI\xfb"
+    be32(3, 4)              // version
+    be64(0, 8)              // backing_file_offset
+    be32(0, 16)             // backing_file_size
+    be32(16, 20)            // cluster_bits: 64 KiB
+    be64(1 << 20, 24)       // size: 1 MiB
+    be32(0, 32)             // crypt_method
+    be32(1, 36)             // l1_size
+    be64(0x30000, 40)       // l1_table_offset
+    be64(0x10000, 48)       // refcount_table_offset
+    be32(1, 56)             // refcount_table_clusters
+    be32(0, 60)             // nb_snapshots
+    be64(0, 64)             // snapshots_offset
+    be64(0, 72)             // incompatible_features
+    be64(0, 80)             // compatible_features
+    be64(0, 88)             // autoclear_features
+    be32(4, 96)             // refcount_order
+    be32(104, 100)          // header_length
+    return h
+  }
+
+  func testISOWithQcow2HeaderInSystemArea() throws {
+    var b = ISOBuilder()
+    b.totalSectors = 128
+    b.systemArea = qcow2Header()
+    let img = b.build()
+    let result = Inspector.inspect(MemorySource(img))
+    // Whatever the qcow2 probe decides, the file must not pass as a safe ISO.
+    XCTAssertEqual(Policy().verdict(result.allFindings), .unsafe)
+    // With the qcow2 probe in place both formats match: ambiguous.
+    let qcow2 = try? QCOW2Probe.probe(try ProbeContext(source: MemorySource(img)))
+    guard qcow2 != nil else { throw XCTSkip("the qcow2 probe does not decode this header yet; checked the iso.embedded-format finding only") }
+    guard case .ambiguous(let candidates) = result.outcome else {
+      return XCTFail("expected ambiguous, got \(result.outcome)")
+    }
+    XCTAssertEqual(Set(candidates.map(\.probe)), ["iso", "qcow2"])
+  }
+
+  func testISOWithForeignMagicIsFlaggedEvenWhenThatProbeRejectsIt() throws {
+    // A qcow2 magic with a header no qcow2 reader accepts (version 99): still unsafe.
+    var header = qcow2Header()
+    header[7] = 99
+    var b = ISOBuilder()
+    b.totalSectors = 128
+    b.systemArea = header
+    let result = Inspector.inspect(MemorySource(b.build()))
+    XCTAssertEqual(Policy().verdict(result.allFindings), .unsafe)
+    if case let .identified(info) = result.outcome {
+      XCTAssertEqual(info.probe, "iso")
+      XCTAssertTrue(info.findings.contains { $0.id == "iso.embedded-format" })
+    }
+  }
+
+  func inspectFixture(_ file: String) throws -> (InspectionResult, ImageInfo) {
+    let path = try Fixtures.path("disc", file)
+    guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(file) was not generated (tool missing)") }
+    let result = Inspector.inspect(try FileSource(path: path))
+    guard case let .identified(info) = result.outcome else {
+      XCTFail("\(file): \(result.outcome)")
+      throw XCTSkip("not identified")
+    }
+    return (result, info)
+  }
+
+  func testHybridISOsAreSafeISOs() throws {
+    for file in ["hybrid-gpt.iso", "hybrid-mbr.iso", "appended-esp.iso", "isohybrid.iso"] {
+      let (result, info) = try inspectFixture(file)
+      XCTAssertEqual(info.diskFormat, .iso, file)
+      XCTAssertEqual(info.qemuFormat, "raw", file)
+      XCTAssertNotNil(info.partitionTable, file)
+      XCTAssertNil(info.filesystem, file)
+      XCTAssertEqual(Policy().verdict(result.allFindings), .safe, "\(file): \(result.allFindings.map(\.id))")
+    }
+  }
+
+  func testGPTWithHybridMBRIsSafeRaw() throws {
+    let (result, info) = try inspectFixture("gpt-hybrid-mbr.img")
+    XCTAssertEqual(info.probe, "raw")
+    XCTAssertEqual(info.partitionTable?.at("mbr.kind"), .string("hybrid"))
+    XCTAssertEqual(Policy().verdict(result.allFindings), .safe)
+  }
+
+  func testFATFloppyIsSafeRaw() throws {
+    let (result, info) = try inspectFixture("floppy-1440k.img")
+    XCTAssertEqual(info.probe, "raw")
+    XCTAssertNil(info.partitionTable)
+    XCTAssertEqual(info.filesystem?["type"], .string("fat12"))
+    XCTAssertEqual(Policy().verdict(result.allFindings), .safe)
+    // The hand-built floppy too.
+    let built = Inspector.inspect(MemorySource(FATBuilder().build()))
+    XCTAssertEqual(built.info?.probe, "raw")
+    XCTAssertNil(built.info?.partitionTable)
+    XCTAssertEqual(Policy().verdict(built.allFindings), .safe)
+  }
+
+  func testFilesystemInsideISOIsNotReportedAsTheISOsFilesystem() throws {
+    // An ISO whose system area starts like an ext superblock region stays an ISO.
+    var b = ISOBuilder()
+    b.systemArea = [UInt8](repeating: 0, count: 1080) + [0x53, 0xEF]
+    let result = Inspector.inspect(MemorySource(b.build()))
+    XCTAssertEqual(result.info?.diskFormat, .iso)
+    XCTAssertNil(result.info?.filesystem)
+  }
+}
