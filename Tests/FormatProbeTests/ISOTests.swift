@@ -179,7 +179,6 @@ func probeISO(_ bytes: [UInt8]) throws -> ImageInfo? {
   try ISOProbe.probe(try ProbeContext(source: MemorySource(bytes)))
 }
 
-func ids(_ info: ImageInfo?) -> [String] { info?.findings.map(\.id) ?? [] }
 
 final class ISOTests: XCTestCase {
   func testPlainPrimaryVolumeDescriptor() throws {

@@ -94,6 +94,9 @@ public enum Inspector {
   static func attach(_ content: [ImageInfo], to info: inout ImageInfo) {
     let describesData = info.probe == "raw" || info.probe == "iso" || (info.probe == "vhd" && info.subformat == "fixed")
     for c in content {
+      // An x86 kernel's legacy boot sector ends in 55 AA and its setup header overlaps the last
+      // partition entry by design (Linux boot protocol): that is not a second format.
+      if info.probe == "aki", c.probe == "partition-table" { continue }
       if describesData {
         if let p = c.partitionTable, info.partitionTable == nil { info.partitionTable = p }
         if let f = c.filesystem, info.filesystem == nil, info.probe != "iso" { info.filesystem = f }
