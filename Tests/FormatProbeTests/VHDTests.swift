@@ -445,6 +445,18 @@ final class VHDTests: XCTestCase {
     XCTAssertEqual(r.counts.json["corruptions"], .uint(1))
   }
 
+  func testManyBadEntriesAreCountedButListedOnce() throws {
+    var img = VHDImageBuilder()
+    img.header.blockSize = 4096
+    img.header.maxTableEntries = 4096
+    img.footer.currentSize = 16 << 20
+    img.bat = [UInt32](repeating: 0x0100_0000, count: 4096)
+    let r = try check(img.bytes)
+    XCTAssertEqual(r.findings.count, VHDProbe.Limits.maxListedFindings + 1)
+    XCTAssertEqual(r.findings.last?.id, "vhd.more-findings")
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(4096))
+  }
+
   func testTwoEntriesShareABlock() throws {
     var img = VHDImageBuilder()
     img.blocks = 1

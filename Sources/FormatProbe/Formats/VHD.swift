@@ -39,6 +39,9 @@ public enum VHDProbe: DeepCheckable {
     public static let maxGeometrySectors: UInt64 = 65535 * 16 * 255
     /// Parent locator data is a path; Windows paths are at most 32767 UTF-16 units (64 KiB).
     public static let maxLocatorBytes = 64 << 10
+    /// Deep check lists at most this many findings (all are counted in `corruptions`), so a
+    /// hostile BAT cannot make the report itself huge.
+    public static let maxListedFindings = 50
     /// Deep check reads the BAT in pieces of this size (memory stays bounded whatever the table).
     public static let batChunkBytes = 4 << 20
     /// Deep check sorts at most this many allocated block offsets for overlap detection
@@ -511,9 +514,17 @@ public enum VHDProbe: DeepCheckable {
     var report = CheckReport()
     var corruptions: UInt64 = 0
     var checkErrors: UInt64 = 0
-    func add(_ f: Finding) {
-      report.findings.append(f)
-      if f.severity == .corrupt { corruptions += 1 }
+    // Every problem is counted; the first `Limits.maxListedFindings` are listed.
+    var listed = 0
+    // The finding is built only when it is listed: a hostile table costs no strings.
+    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) {
+      if severity == .corrupt { corruptions += 1 }
+      if listed < Limits.maxListedFindings {
+        report.findings.append(f())
+      } else if listed == Limits.maxListedFindings {
+        report.findings.append(Finding("vhd.more-findings", .info, "vhd: further problems are counted but not listed"))
+      }
+      listed += 1
     }
     let parsed: Parsed
     do {
@@ -523,7 +534,7 @@ public enum VHDProbe: DeepCheckable {
       }
       parsed = p
     } catch {
-      add(Finding(corrupt: error))
+      add(error.kind == .needsSeekable ? .warning : .corrupt, Finding(corrupt: error))
       report.counts.set("corruptions", corruptions)
       report.counts.set("check-errors", UInt64(error.kind == .needsSeekable ? 1 : 0))
       return report
@@ -533,7 +544,7 @@ public enum VHDProbe: DeepCheckable {
     case .fixed?:
       // The data area must be exactly current size bytes before the footer.
       if footer.currentSize < footer.offset {
-        add(Finding("vhd.trailing-data", .warning, field: "current size", offset: footer.offset + 48,
+        add(.warning, Finding("vhd.trailing-data", .warning, field: "current size", offset: footer.offset + 48,
                     "vhd: \(footer.offset - footer.currentSize) bytes lie between the fixed disk's data (\(footer.currentSize) bytes) and the footer at \(hex(footer.offset))"))
       }
     case .dynamic?, .differencing?:
@@ -554,27 +565,27 @@ public enum VHDProbe: DeepCheckable {
 
   /// A dynamic disk keeps identical footers at offset 0 and at the end (spec: the copy at the
   /// beginning is for redundancy).
-  static func checkFooterCopies(_ ctx: ProbeContext, _ p: Parsed, _ add: (Finding) -> Void) {
+  static func checkFooterCopies(_ ctx: ProbeContext, _ p: Parsed, _ add: (Severity, @autoclosure () -> Finding) -> Void) {
     guard let head = p.headCopy else {
-      add(Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: 0,
+      add(.corrupt, Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: 0,
                   "vhd: the \(p.footer.diskType?.name ?? "") disk has no footer copy at offset 0"))
       return
     }
     guard let tail = p.tailCopy, tail.offset != 0 else {
-      add(Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: ctx.size >= 512 ? ctx.size - 512 : 0,
+      add(.corrupt, Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: ctx.size >= 512 ? ctx.size - 512 : 0,
                   "vhd: the footer at the end of the file is missing (truncated or overwritten); only the copy at offset 0 remains"))
       return
     }
     if head.raw != tail.raw {
       let first = zip(head.raw, tail.raw).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
-      add(Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: tail.offset + UInt64(first),
+      add(.corrupt, Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: tail.offset + UInt64(first),
                   "vhd: the footer at \(hex(tail.offset)) differs from the copy at offset 0 (first at byte \(first))"))
     }
   }
 
   /// Every allocated block (bitmap + data) must lie inside the file, before the trailing footer,
   /// clear of the metadata, and must not share bytes with another block.
-  static func checkBAT(_ ctx: ProbeContext, _ p: Parsed, _ h: DynamicHeader, _ add: (Finding) -> Void,
+  static func checkBAT(_ ctx: ProbeContext, _ p: Parsed, _ h: DynamicHeader, _ add: (Severity, @autoclosure () -> Finding) -> Void,
                        _ counts: inout JSONObject, _ checkErrors: inout UInt64)
   {
     let size = ctx.size
@@ -599,14 +610,6 @@ public enum VHDProbe: DeepCheckable {
     var allocated: UInt64 = 0
     var tracked: [UInt64] = []
     var trackingComplete = true
-    var reported = 0
-    let maxReported = 20
-    func report(_ f: Finding) {
-      if reported < maxReported { add(f) } else if reported == maxReported {
-        add(Finding("vhd.bat-out-of-range", .corrupt, "vhd: further BAT problems are not listed"))
-      }
-      reported += 1
-    }
     var index: UInt64 = 0
     while index < entries {
       let n = min(UInt64(Limits.batChunkBytes / 4), entries - index)
@@ -615,7 +618,7 @@ public enum VHDProbe: DeepCheckable {
       do {
         chunk = try ctx.source.readExactly(at: at, count: Int(n * 4), format: format, field: "block allocation table")
       } catch {
-        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhd.truncated" : error.kind == .needsSeekable ? "vhd.needs-seekable" : nil))
+        add(error.kind == .needsSeekable ? .warning : .corrupt, Finding(corrupt: error, id: error.kind == .truncated ? "vhd.truncated" : error.kind == .needsSeekable ? "vhd.needs-seekable" : nil))
         checkErrors += 1
         break
       }
@@ -629,20 +632,20 @@ public enum VHDProbe: DeepCheckable {
           let end = start + span  // cannot overflow: start < 2^41, span <= 2^29
           let entryOffset = h.tableOffset + i * 4
           if start >= dataEnd {
-            report(Finding("vhd.bat-out-of-range", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhd.bat-out-of-range", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: BAT entry \(i) at \(hex(entryOffset)) points at sector \(sector) (\(hex(start))), beyond the data area ending at \(hex(dataEnd))"))
             continue
           }
           if end > dataEnd {
-            report(Finding("vhd.truncated", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhd.truncated", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: block \(i) at \(hex(start)) needs \(span) bytes but the data area ends at \(hex(dataEnd)) (truncated)"))
           }
           if i >= virtualBlocks {
-            report(Finding("vhd.bat-out-of-range", .warning, field: "BAT entry \(i)", offset: entryOffset,
+            add(.warning, Finding("vhd.bat-out-of-range", .warning, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: BAT entry \(i) is allocated but lies beyond the virtual size (\(virtualBlocks) blocks)"))
           }
           for (name, ms, me) in metadata where start < me && ms < end {
-            report(Finding("vhd.block-overlap", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhd.block-overlap", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: block \(i) at \(hex(start))..\(hex(end)) overlaps the \(name) at \(hex(ms))"))
           }
           if tracked.count < Limits.maxTrackedBlocks {
@@ -657,22 +660,18 @@ public enum VHDProbe: DeepCheckable {
     }
     // Overlapping blocks: sorted starts closer than one block span apart.
     tracked.sort()
-    var overlaps = 0
     let spanSectors = span / 512
     if tracked.count > 1 {
       for j in 1..<tracked.count where tracked[j] - tracked[j - 1] < spanSectors {
-        overlaps += 1
-        if overlaps <= maxReported {
-          add(Finding("vhd.block-overlap", .corrupt, field: "block allocation table",
+        add(.corrupt, Finding("vhd.block-overlap", .corrupt, field: "block allocation table",
                       offset: tracked[j] * 512,
                       tracked[j] == tracked[j - 1]
                         ? "vhd: two BAT entries point at the same block at \(hex(tracked[j] * 512))"
                         : "vhd: blocks at \(hex(tracked[j - 1] * 512)) and \(hex(tracked[j] * 512)) overlap (a block spans \(span) bytes)"))
-        }
       }
     }
     if !trackingComplete {
-      add(Finding("vhd.check-incomplete", .warning,
+      add(.warning, Finding("vhd.check-incomplete", .warning,
                   "vhd: more than \(Limits.maxTrackedBlocks) allocated blocks: overlap detection covered the first \(Limits.maxTrackedBlocks)"))
       checkErrors += 1
     }
