@@ -355,11 +355,20 @@ final class VHDTests: XCTestCase {
   // MARK: virtual size rule
 
   func testVirtualPCPresentsTheGeometry() throws {
-    var img = VHDImageBuilder()
-    img.footer.creatorApp = Array("vpc ".utf8)
-    let info = try XCTUnwrap(probe(img.bytes))
-    XCTAssertEqual(info.virtualSize, 240 * 4 * 17 * 512)
-    XCTAssertTrue(info.notes.contains { $0.contains("presents the geometry") })
+    for app in ["vpc ", "vs  ", "qemu"] {
+      var img = VHDImageBuilder()
+      img.footer.creatorApp = Array(app.utf8)
+      let info = try XCTUnwrap(probe(img.bytes))
+      XCTAssertEqual(info.virtualSize, 240 * 4 * 17 * 512, app)
+      XCTAssertTrue(info.notes.contains { $0.contains("presents the geometry") }, app)
+    }
+  }
+
+  func testFixedDiskIsCurrentSizeWhateverTheCreator() throws {
+    let b = fixed(8 << 20) { $0.creatorApp = Array("vpc ".utf8) }
+    let info = try XCTUnwrap(probe(b))
+    XCTAssertEqual(info.virtualSize, 8 << 20)
+    XCTAssertTrue(info.notes.contains { $0.contains("qemu-img reports") })
   }
 
   func testHyperVAndUnknownCreatorsUseCurrentSize() throws {

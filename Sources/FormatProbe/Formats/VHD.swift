@@ -408,9 +408,10 @@ public enum VHDProbe: DeepCheckable {
   }
 
   /// The guest-visible size. The spec defines current size as the disk's size "from the perspective
-  /// of the virtual machine", so that is the answer, except for the two creators that define a disk
-  /// by its CHS geometry and present only CHS x 512 to the guest: Virtual PC ("vpc ") and qemu's
-  /// legacy mode ("qemu", which writes current size = CHS x 512 itself). Images at the maximum
+  /// of the virtual machine", so that is the answer, except for the creators that define a disk by
+  /// its CHS geometry and present only CHS x 512 to the guest: Virtual PC ("vpc "), Virtual Server
+  /// ("vs  ", the same IDE emulation) and qemu's legacy mode ("qemu", which writes current size =
+  /// CHS x 512 itself). Images at the maximum
   /// geometry keep their size in current size (65535/16/255 cannot express more). A fixed disk's
   /// data area is current size bytes, so that is its size.
   ///
@@ -420,7 +421,7 @@ public enum VHDProbe: DeepCheckable {
   static func virtualSize(_ f: Footer, type: DiskType) -> (UInt64, String?) {
     let chsBytes = f.chsSectors * 512
     let app = f.creatorApp
-    let geometryDefined = app == Array("vpc ".utf8) || app == Array("qemu".utf8)
+    let geometryDefined = app == Array("vpc ".utf8) || app == Array("vs  ".utf8) || app == Array("qemu".utf8)
     let qemuCurrentSizeCreators: [[UInt8]] = [Array("win ".utf8), Array("qem2".utf8), Array("d2v ".utf8),
                                                Array("CTXS".utf8), [0x74, 0x61, 0x70, 0x00]]
     let maxGeometry = f.chsSectors == Limits.maxGeometrySectors
