@@ -249,6 +249,25 @@ public enum VHDProbe: DeepCheckable {
     }
   }
 
+  /// A VHD time stamp (seconds since 2000-01-01 00:00:00 UTC) as ISO 8601, e.g.
+  /// `2025-05-08T06:13:20Z` (proleptic Gregorian calendar; days-to-civil conversion).
+  static func utc(_ secondsSince2000: UInt32) -> String {
+    let unix = 946_684_800 + Int(secondsSince2000)
+    let days = unix / 86400
+    let secs = unix % 86400
+    let z = days + 719_468
+    let era = z / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let day = doy - (153 * mp + 2) / 5 + 1
+    let month = mp < 10 ? mp + 3 : mp - 9
+    let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+    func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(year)-\(two(month))-\(two(day))T\(two(secs / 3600)):\(two(secs / 60 % 60)):\(two(secs % 60))Z"
+  }
+
   /// The spec's checksum: one's complement of the sum of all bytes, the checksum field taken as 0.
   static func onesComplementSum(_ bytes: [UInt8], skipping field: Int) -> UInt32 {
     var sum: UInt32 = 0
@@ -363,6 +382,7 @@ public enum VHDProbe: DeepCheckable {
     fs.set("current-size", footer.currentSize)
     fs.set("original-size", footer.originalSize)
     fs.set("timestamp", UInt64(footer.timestamp))
+    fs.set("timestamp-utc", utc(footer.timestamp))
     fs.set("uuid", footer.uniqueID)
     fs.set("saved-state", footer.savedState != 0)
 
