@@ -491,6 +491,7 @@ public enum VHDProbe: DeepCheckable {
   {
     fs.set("parent-uuid", h.parentUUID)
     fs.set("parent-timestamp", UInt64(h.parentTimestamp))
+    fs.set("parent-timestamp-utc", utc(h.parentTimestamp))
     if !h.parentName.isEmpty {
       fs.set("parent-name", h.parentName)
       info.externalReferences.append(ExternalReference(kind: "parent-name", name: h.parentName, offset: h.offset + 64))
