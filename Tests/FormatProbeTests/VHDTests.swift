@@ -194,6 +194,10 @@ final class VHDTests: XCTestCase {
     XCTAssertEqual(fs["creator-app"], .string("win"))
     XCTAssertEqual(fs["creator-version"], .string("10.0"))
     XCTAssertEqual(fs["creator-os"], .string("Wi2k"))
+    XCTAssertEqual(fs["timestamp-utc"], .string("2025-05-08T06:13:20Z"))
+    XCTAssertEqual(VHDProbe.utc(0), "2000-01-01T00:00:00Z")
+    XCTAssertEqual(VHDProbe.utc(UInt32.max), "2136-02-07T06:28:15Z")
+    XCTAssertEqual(VHDProbe.utc(5_097_600), "2000-02-29T00:00:00Z")
     XCTAssertEqual(fs["disk-type"], .string("dynamic"))
     XCTAssertEqual(fs["geometry"]?["cylinders"], .uint(240))
     XCTAssertEqual(fs["uuid"], .string("abababab-abab-abab-abab-abababababab"))
@@ -355,11 +359,20 @@ final class VHDTests: XCTestCase {
   // MARK: virtual size rule
 
   func testVirtualPCPresentsTheGeometry() throws {
-    var img = VHDImageBuilder()
-    img.footer.creatorApp = Array("vpc ".utf8)
-    let info = try XCTUnwrap(probe(img.bytes))
-    XCTAssertEqual(info.virtualSize, 240 * 4 * 17 * 512)
-    XCTAssertTrue(info.notes.contains { $0.contains("presents the geometry") })
+    for app in ["vpc ", "vs  ", "qemu"] {
+      var img = VHDImageBuilder()
+      img.footer.creatorApp = Array(app.utf8)
+      let info = try XCTUnwrap(probe(img.bytes))
+      XCTAssertEqual(info.virtualSize, 240 * 4 * 17 * 512, app)
+      XCTAssertTrue(info.notes.contains { $0.contains("presents the geometry") }, app)
+    }
+  }
+
+  func testFixedDiskIsCurrentSizeWhateverTheCreator() throws {
+    let b = fixed(8 << 20) { $0.creatorApp = Array("vpc ".utf8) }
+    let info = try XCTUnwrap(probe(b))
+    XCTAssertEqual(info.virtualSize, 8 << 20)
+    XCTAssertTrue(info.notes.contains { $0.contains("qemu-img reports") })
   }
 
   func testHyperVAndUnknownCreatorsUseCurrentSize() throws {
@@ -443,6 +456,18 @@ final class VHDTests: XCTestCase {
     XCTAssertEqual(ids(r.findings), ["vhd.bat-out-of-range"])
     XCTAssertEqual(r.findings[0].offset, 1536)
     XCTAssertEqual(r.counts.json["corruptions"], .uint(1))
+  }
+
+  func testManyBadEntriesAreCountedButListedOnce() throws {
+    var img = VHDImageBuilder()
+    img.header.blockSize = 4096
+    img.header.maxTableEntries = 4096
+    img.footer.currentSize = 16 << 20
+    img.bat = [UInt32](repeating: 0x0100_0000, count: 4096)
+    let r = try check(img.bytes)
+    XCTAssertEqual(r.findings.count, VHDProbe.Limits.maxListedFindings + 1)
+    XCTAssertEqual(r.findings.last?.id, "vhd.more-findings")
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(4096))
   }
 
   func testTwoEntriesShareABlock() throws {

@@ -39,6 +39,9 @@ public enum VHDProbe: DeepCheckable {
     public static let maxGeometrySectors: UInt64 = 65535 * 16 * 255
     /// Parent locator data is a path; Windows paths are at most 32767 UTF-16 units (64 KiB).
     public static let maxLocatorBytes = 64 << 10
+    /// Deep check lists at most this many findings (all are counted in `corruptions`), so a
+    /// hostile BAT cannot make the report itself huge.
+    public static let maxListedFindings = 50
     /// Deep check reads the BAT in pieces of this size (memory stays bounded whatever the table).
     public static let batChunkBytes = 4 << 20
     /// Deep check sorts at most this many allocated block offsets for overlap detection
@@ -246,6 +249,25 @@ public enum VHDProbe: DeepCheckable {
     }
   }
 
+  /// A VHD time stamp (seconds since 2000-01-01 00:00:00 UTC) as ISO 8601, e.g.
+  /// `2025-05-08T06:13:20Z` (proleptic Gregorian calendar; days-to-civil conversion).
+  static func utc(_ secondsSince2000: UInt32) -> String {
+    let unix = 946_684_800 + Int(secondsSince2000)
+    let days = unix / 86400
+    let secs = unix % 86400
+    let z = days + 719_468
+    let era = z / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let day = doy - (153 * mp + 2) / 5 + 1
+    let month = mp < 10 ? mp + 3 : mp - 9
+    let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+    func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(year)-\(two(month))-\(two(day))T\(two(secs / 3600)):\(two(secs / 60 % 60)):\(two(secs % 60))Z"
+  }
+
   /// The spec's checksum: one's complement of the sum of all bytes, the checksum field taken as 0.
   static func onesComplementSum(_ bytes: [UInt8], skipping field: Int) -> UInt32 {
     var sum: UInt32 = 0
@@ -360,6 +382,7 @@ public enum VHDProbe: DeepCheckable {
     fs.set("current-size", footer.currentSize)
     fs.set("original-size", footer.originalSize)
     fs.set("timestamp", UInt64(footer.timestamp))
+    fs.set("timestamp-utc", utc(footer.timestamp))
     fs.set("uuid", footer.uniqueID)
     fs.set("saved-state", footer.savedState != 0)
 
@@ -405,9 +428,10 @@ public enum VHDProbe: DeepCheckable {
   }
 
   /// The guest-visible size. The spec defines current size as the disk's size "from the perspective
-  /// of the virtual machine", so that is the answer, except for the two creators that define a disk
-  /// by its CHS geometry and present only CHS x 512 to the guest: Virtual PC ("vpc ") and qemu's
-  /// legacy mode ("qemu", which writes current size = CHS x 512 itself). Images at the maximum
+  /// of the virtual machine", so that is the answer, except for the creators that define a disk by
+  /// its CHS geometry and present only CHS x 512 to the guest: Virtual PC ("vpc "), Virtual Server
+  /// ("vs  ", the same IDE emulation) and qemu's legacy mode ("qemu", which writes current size =
+  /// CHS x 512 itself). Images at the maximum
   /// geometry keep their size in current size (65535/16/255 cannot express more). A fixed disk's
   /// data area is current size bytes, so that is its size.
   ///
@@ -417,7 +441,7 @@ public enum VHDProbe: DeepCheckable {
   static func virtualSize(_ f: Footer, type: DiskType) -> (UInt64, String?) {
     let chsBytes = f.chsSectors * 512
     let app = f.creatorApp
-    let geometryDefined = app == Array("vpc ".utf8) || app == Array("qemu".utf8)
+    let geometryDefined = app == Array("vpc ".utf8) || app == Array("vs  ".utf8) || app == Array("qemu".utf8)
     let qemuCurrentSizeCreators: [[UInt8]] = [Array("win ".utf8), Array("qem2".utf8), Array("d2v ".utf8),
                                                Array("CTXS".utf8), [0x74, 0x61, 0x70, 0x00]]
     let maxGeometry = f.chsSectors == Limits.maxGeometrySectors
@@ -467,6 +491,7 @@ public enum VHDProbe: DeepCheckable {
   {
     fs.set("parent-uuid", h.parentUUID)
     fs.set("parent-timestamp", UInt64(h.parentTimestamp))
+    fs.set("parent-timestamp-utc", utc(h.parentTimestamp))
     if !h.parentName.isEmpty {
       fs.set("parent-name", h.parentName)
       info.externalReferences.append(ExternalReference(kind: "parent-name", name: h.parentName, offset: h.offset + 64))
@@ -511,9 +536,17 @@ public enum VHDProbe: DeepCheckable {
     var report = CheckReport()
     var corruptions: UInt64 = 0
     var checkErrors: UInt64 = 0
-    func add(_ f: Finding) {
-      report.findings.append(f)
-      if f.severity == .corrupt { corruptions += 1 }
+    // Every problem is counted; the first `Limits.maxListedFindings` are listed.
+    var listed = 0
+    // The finding is built only when it is listed: a hostile table costs no strings.
+    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) {
+      if severity == .corrupt { corruptions += 1 }
+      if listed < Limits.maxListedFindings {
+        report.findings.append(f())
+      } else if listed == Limits.maxListedFindings {
+        report.findings.append(Finding("vhd.more-findings", .info, "vhd: further problems are counted but not listed"))
+      }
+      listed += 1
     }
     let parsed: Parsed
     do {
@@ -523,7 +556,7 @@ public enum VHDProbe: DeepCheckable {
       }
       parsed = p
     } catch {
-      add(Finding(corrupt: error))
+      add(error.kind == .needsSeekable ? .warning : .corrupt, Finding(corrupt: error))
       report.counts.set("corruptions", corruptions)
       report.counts.set("check-errors", UInt64(error.kind == .needsSeekable ? 1 : 0))
       return report
@@ -533,7 +566,7 @@ public enum VHDProbe: DeepCheckable {
     case .fixed?:
       // The data area must be exactly current size bytes before the footer.
       if footer.currentSize < footer.offset {
-        add(Finding("vhd.trailing-data", .warning, field: "current size", offset: footer.offset + 48,
+        add(.warning, Finding("vhd.trailing-data", .warning, field: "current size", offset: footer.offset + 48,
                     "vhd: \(footer.offset - footer.currentSize) bytes lie between the fixed disk's data (\(footer.currentSize) bytes) and the footer at \(hex(footer.offset))"))
       }
     case .dynamic?, .differencing?:
@@ -554,27 +587,27 @@ public enum VHDProbe: DeepCheckable {
 
   /// A dynamic disk keeps identical footers at offset 0 and at the end (spec: the copy at the
   /// beginning is for redundancy).
-  static func checkFooterCopies(_ ctx: ProbeContext, _ p: Parsed, _ add: (Finding) -> Void) {
+  static func checkFooterCopies(_ ctx: ProbeContext, _ p: Parsed, _ add: (Severity, @autoclosure () -> Finding) -> Void) {
     guard let head = p.headCopy else {
-      add(Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: 0,
+      add(.corrupt, Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: 0,
                   "vhd: the \(p.footer.diskType?.name ?? "") disk has no footer copy at offset 0"))
       return
     }
     guard let tail = p.tailCopy, tail.offset != 0 else {
-      add(Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: ctx.size >= 512 ? ctx.size - 512 : 0,
+      add(.corrupt, Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: ctx.size >= 512 ? ctx.size - 512 : 0,
                   "vhd: the footer at the end of the file is missing (truncated or overwritten); only the copy at offset 0 remains"))
       return
     }
     if head.raw != tail.raw {
       let first = zip(head.raw, tail.raw).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
-      add(Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: tail.offset + UInt64(first),
+      add(.corrupt, Finding("vhd.footer-mismatch", .corrupt, field: "hard disk footer", offset: tail.offset + UInt64(first),
                   "vhd: the footer at \(hex(tail.offset)) differs from the copy at offset 0 (first at byte \(first))"))
     }
   }
 
   /// Every allocated block (bitmap + data) must lie inside the file, before the trailing footer,
   /// clear of the metadata, and must not share bytes with another block.
-  static func checkBAT(_ ctx: ProbeContext, _ p: Parsed, _ h: DynamicHeader, _ add: (Finding) -> Void,
+  static func checkBAT(_ ctx: ProbeContext, _ p: Parsed, _ h: DynamicHeader, _ add: (Severity, @autoclosure () -> Finding) -> Void,
                        _ counts: inout JSONObject, _ checkErrors: inout UInt64)
   {
     let size = ctx.size
@@ -599,14 +632,6 @@ public enum VHDProbe: DeepCheckable {
     var allocated: UInt64 = 0
     var tracked: [UInt64] = []
     var trackingComplete = true
-    var reported = 0
-    let maxReported = 20
-    func report(_ f: Finding) {
-      if reported < maxReported { add(f) } else if reported == maxReported {
-        add(Finding("vhd.bat-out-of-range", .corrupt, "vhd: further BAT problems are not listed"))
-      }
-      reported += 1
-    }
     var index: UInt64 = 0
     while index < entries {
       let n = min(UInt64(Limits.batChunkBytes / 4), entries - index)
@@ -615,7 +640,7 @@ public enum VHDProbe: DeepCheckable {
       do {
         chunk = try ctx.source.readExactly(at: at, count: Int(n * 4), format: format, field: "block allocation table")
       } catch {
-        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhd.truncated" : error.kind == .needsSeekable ? "vhd.needs-seekable" : nil))
+        add(error.kind == .needsSeekable ? .warning : .corrupt, Finding(corrupt: error, id: error.kind == .truncated ? "vhd.truncated" : error.kind == .needsSeekable ? "vhd.needs-seekable" : nil))
         checkErrors += 1
         break
       }
@@ -629,20 +654,20 @@ public enum VHDProbe: DeepCheckable {
           let end = start + span  // cannot overflow: start < 2^41, span <= 2^29
           let entryOffset = h.tableOffset + i * 4
           if start >= dataEnd {
-            report(Finding("vhd.bat-out-of-range", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhd.bat-out-of-range", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: BAT entry \(i) at \(hex(entryOffset)) points at sector \(sector) (\(hex(start))), beyond the data area ending at \(hex(dataEnd))"))
             continue
           }
           if end > dataEnd {
-            report(Finding("vhd.truncated", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhd.truncated", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: block \(i) at \(hex(start)) needs \(span) bytes but the data area ends at \(hex(dataEnd)) (truncated)"))
           }
           if i >= virtualBlocks {
-            report(Finding("vhd.bat-out-of-range", .warning, field: "BAT entry \(i)", offset: entryOffset,
+            add(.warning, Finding("vhd.bat-out-of-range", .warning, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: BAT entry \(i) is allocated but lies beyond the virtual size (\(virtualBlocks) blocks)"))
           }
           for (name, ms, me) in metadata where start < me && ms < end {
-            report(Finding("vhd.block-overlap", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhd.block-overlap", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                            "vhd: block \(i) at \(hex(start))..\(hex(end)) overlaps the \(name) at \(hex(ms))"))
           }
           if tracked.count < Limits.maxTrackedBlocks {
@@ -657,22 +682,18 @@ public enum VHDProbe: DeepCheckable {
     }
     // Overlapping blocks: sorted starts closer than one block span apart.
     tracked.sort()
-    var overlaps = 0
     let spanSectors = span / 512
     if tracked.count > 1 {
       for j in 1..<tracked.count where tracked[j] - tracked[j - 1] < spanSectors {
-        overlaps += 1
-        if overlaps <= maxReported {
-          add(Finding("vhd.block-overlap", .corrupt, field: "block allocation table",
+        add(.corrupt, Finding("vhd.block-overlap", .corrupt, field: "block allocation table",
                       offset: tracked[j] * 512,
                       tracked[j] == tracked[j - 1]
                         ? "vhd: two BAT entries point at the same block at \(hex(tracked[j] * 512))"
                         : "vhd: blocks at \(hex(tracked[j - 1] * 512)) and \(hex(tracked[j] * 512)) overlap (a block spans \(span) bytes)"))
-        }
       }
     }
     if !trackingComplete {
-      add(Finding("vhd.check-incomplete", .warning,
+      add(.warning, Finding("vhd.check-incomplete", .warning,
                   "vhd: more than \(Limits.maxTrackedBlocks) allocated blocks: overlap detection covered the first \(Limits.maxTrackedBlocks)"))
       checkErrors += 1
     }

@@ -51,6 +51,8 @@ public enum VHDXProbe: DeepCheckable {
     public static let maxLogEntry: UInt32 = 16 << 20
     /// Parent locator: at most this many key/value pairs (each needs 12 bytes of a <= 1 MiB item).
     public static let maxLocatorEntries: UInt16 = 1024
+    /// Deep check lists at most this many findings (all are counted in `corruptions`).
+    public static let maxListedFindings = 50
     /// Deep check reads the BAT in pieces of this size.
     public static let batChunkBytes = 4 << 20
     /// Deep check sorts at most this many allocated block offsets (8 bytes each: 64 MiB) for
@@ -633,14 +635,15 @@ public enum VHDXProbe: DeepCheckable {
     }
     var corruptions: UInt64 = 0
     var checkErrors: UInt64 = 0
+    // Every problem is counted; the first `Limits.maxListedFindings` are listed.
     var listed = 0
-    let maxListed = 20
-    func add(_ f: Finding) {
-      if f.severity == .corrupt { corruptions += 1 }
-      if listed < maxListed {
-        report.findings.append(f)
-      } else if listed == maxListed {
-        report.findings.append(Finding(f.id, f.severity, "vhdx: further BAT problems are not listed"))
+    // The finding is built only when it is listed: a hostile table costs no strings.
+    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) {
+      if severity == .corrupt { corruptions += 1 }
+      if listed < Limits.maxListedFindings {
+        report.findings.append(f())
+      } else if listed == Limits.maxListedFindings {
+        report.findings.append(Finding("vhdx.more-findings", .info, "vhdx: further problems are counted but not listed"))
       }
       listed += 1
     }
@@ -672,7 +675,7 @@ public enum VHDXProbe: DeepCheckable {
       do {
         chunk = try ctx.source.readExactly(at: at, count: Int(n * 8), format: format, field: "BAT")
       } catch {
-        add(Finding(corrupt: error, id: error.kind == .truncated ? "vhdx.truncated" : error.kind == .needsSeekable ? "vhdx.needs-seekable" : nil))
+        add(error.kind == .needsSeekable ? .warning : .corrupt, Finding(corrupt: error, id: error.kind == .truncated ? "vhdx.truncated" : error.kind == .needsSeekable ? "vhdx.needs-seekable" : nil))
         checkErrors += 1
         break
       }
@@ -691,7 +694,7 @@ public enum VHDXProbe: DeepCheckable {
             case 0: present = false
             case 6 where p.hasParent: present = true
             default:
-              add(Finding("vhdx.bat-state", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+              add(.corrupt, Finding("vhdx.bat-state", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                           "vhdx: sector bitmap BAT entry \(i) at \(hex(entryOffset)) has state \(state), expected \(p.hasParent ? "0 or 6" : "0 (the disk has no parent)")"))
               continue
             }
@@ -703,7 +706,7 @@ public enum VHDXProbe: DeepCheckable {
             case 6: present = true
             case 7 where p.hasParent: present = true
             default:
-              add(Finding("vhdx.bat-state", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+              add(.corrupt, Finding("vhdx.bat-state", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                           "vhdx: payload BAT entry \(i) at \(hex(entryOffset)) has state \(state), which is not defined\(state == 7 ? " for a disk without a parent" : "")"))
               continue
             }
@@ -714,17 +717,17 @@ public enum VHDXProbe: DeepCheckable {
           let start = mbNumber << 20
           let span = isBitmap ? mib : blockSize
           if mbNumber == 0 || start >= size {
-            add(Finding("vhdx.bat-out-of-range", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhdx.bat-out-of-range", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                         "vhdx: BAT entry \(i) at \(hex(entryOffset)) points at \(hex(start)), \(mbNumber == 0 ? "inside the header area" : "beyond the end of the file (\(size) bytes)")"))
             continue
           }
           let end = start + span  // start < size < 2^63, span <= 256 MiB
           if end > size {
-            add(Finding("vhdx.truncated", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhdx.truncated", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                         "vhdx: block \(i) at \(hex(start)) needs \(span) bytes but the file ends at \(hex(size)) (truncated)"))
           }
           for (name, ms, me) in metadata where start < me && ms < end {
-            add(Finding("vhdx.block-overlap", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
+            add(.corrupt, Finding("vhdx.block-overlap", .corrupt, field: "BAT entry \(i)", offset: entryOffset,
                         "vhdx: block \(i) at \(hex(start))..\(hex(end)) overlaps the \(name) at \(hex(ms))"))
           }
           if tracked.count < Limits.maxTrackedBlocks {
@@ -744,7 +747,7 @@ public enum VHDXProbe: DeepCheckable {
       let mbStart = t >> 9
       let mbEnd = mbStart + (t & 0x1ff)
       if j > 0, mbStart < reachMB {
-        add(Finding("vhdx.block-overlap", .corrupt, field: "BAT", offset: mbStart << 20,
+        add(.corrupt, Finding("vhdx.block-overlap", .corrupt, field: "BAT", offset: mbStart << 20,
                     mbStart == previousMB
                       ? "vhdx: two BAT entries point at the same block at \(hex(mbStart << 20))"
                       : "vhdx: the block at \(hex(mbStart << 20)) overlaps the block at \(hex(previousMB << 20))"))
