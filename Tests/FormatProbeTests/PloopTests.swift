@@ -129,3 +129,35 @@ final class PloopTests: XCTestCase {
     XCTAssertEqual(try check(img).findings.map(\.id), ["ploop.cluster-out-of-range"])
   }
 }
+
+/// `qemu-img check --output=json` as the oracle for the deep-check counters it shares.
+final class VMDKFamilyCheckOracleTests: XCTestCase {
+  func testCountersMatchQemuImgCheck() throws {
+    guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
+    let cases: [(String, String, [String])] = [
+      ("ploop-data.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors"]),
+      ("ploop.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors"]),
+      ("data.vdi", "vdi", ["check-errors"]),
+      ("mono-data.vmdk", "vmdk", ["check-errors"]),
+      ("stream-data.vmdk", "vmdk", ["check-errors"]),
+      ("stream-footer.vmdk", "vmdk", ["check-errors"]),
+    ]
+    for (file, driver, keys) in cases {
+      let path = try Fixtures.path("vmdk", file)
+      let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, path])
+      XCTAssertEqual(status, 0, out)
+      let theirs = try JSONParser.parse(out, format: "qemu-img")
+      let ctx = try ProbeContext(source: try FileSource(path: path))
+      let report: CheckReport
+      switch driver {
+      case "parallels": report = PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
+      case "vdi": report = VDIProbe.deepCheck(ctx, try XCTUnwrap(try VDIProbe.probe(ctx)))
+      default: report = VMDKProbe.deepCheck(ctx, try XCTUnwrap(try VMDKProbe.probe(ctx)))
+      }
+      for k in keys {
+        // qemu-img leaves out counters that are zero.
+        XCTAssertEqual(report.counts.json.at(k)?.uint ?? 0, theirs.at(k)?.uint ?? 0, "\(file): \(k)")
+      }
+    }
+  }
+}

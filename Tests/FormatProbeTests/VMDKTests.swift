@@ -383,3 +383,206 @@ final class VMDKTests: XCTestCase {
     XCTAssertEqual(P.error(VMDKProbe.self, h)?.finding, "vmdk.grain-size")
   }
 }
+
+/// Deep checks: every valid qemu-img fixture is clean; hand-built corruptions are found.
+final class VMDKCheckTests: XCTestCase {
+  typealias P = VMDKFamily
+
+  func check(_ bytes: [UInt8]) throws -> CheckReport {
+    let ctx = try P.ctx(bytes)
+    let info = try XCTUnwrap(try VMDKProbe.probe(ctx))
+    return VMDKProbe.deepCheck(ctx, info)
+  }
+
+  func ids(_ r: CheckReport) -> [String] { r.findings.map(\.id) }
+
+  func testFixturesAreClean() throws {
+    var checked = 0
+    for entry in try Fixtures.manifest("vmdk") {
+      let path = try Fixtures.path("vmdk", entry.file)
+      let source = try FileSource(path: path)
+      let ctx = try ProbeContext(source: source)
+      for probe in [VMDKProbe.self, VDIProbe.self, PloopProbe.self] as [any DeepCheckable.Type] {
+        guard let info = try? probe.probe(ctx) else { continue }
+        let r = probe.deepCheck(ctx, info)
+        XCTAssertEqual(r.findings.map(\.message), [], entry.file)
+        XCTAssertEqual(r.counts.json.at("corruptions")?.uint ?? 0, 0, entry.file)
+        XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 0, entry.file)
+        checked += 1
+      }
+    }
+    XCTAssertGreaterThan(checked, 10)
+  }
+
+  // Builder layout (sectors): 0 header, 1-20 descriptor, 21 RGD, 22-25 RGT, 26 GD, 27-30 GT,
+  // grain 0 at 128, grain 3 at 256.
+  let gdAt = 26 * 512, gtAt = 27 * 512, rgtAt = 22 * 512
+
+  func testBuilderImageIsClean() throws {
+    let r = try check(SparseBuilder().image())
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 2)
+    XCTAssertEqual(r.counts.json.at("total-clusters")?.uint, 16)
+    XCTAssertEqual(r.counts.json.at("rgd-mismatches")?.uint, 0)
+  }
+
+  func testDirectoriesOutOfRange() throws {
+    var b = SparseBuilder()
+    var img = b.image()
+    img.vkPut64(100_000, at: 56)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.gd-out-of-range"])
+    img = b.image()
+    img.vkPut64(100_000, at: 48)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.gd-out-of-range"])
+    b.gdOffset = 0
+    b.rgdOffset = 0
+    b.flags = 1
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 65536))).contains("vmdk.gd-out-of-range"))
+  }
+
+  func testGrainTableFindings() throws {
+    var img = SparseBuilder().image()
+    img.vkPut32(999_999, at: gdAt)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.gt-out-of-range"])
+    img = SparseBuilder().image()
+    img.vkPut32(1, at: gdAt)  // GT on top of the descriptor
+    XCTAssert(ids(try check(img)).contains("vmdk.gt-overlap"))
+    img = SparseBuilder().image()
+    img.vkPut32(22, at: gdAt)  // GT shares the redundant GT's sectors
+    XCTAssert(ids(try check(img)).contains("vmdk.gt-overlap"))
+  }
+
+  func testGrainFindings() throws {
+    var img = SparseBuilder().image()
+    img.vkPut32(999_999, at: gtAt + 4)
+    img.vkPut32(999_999, at: rgtAt + 4)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-out-of-range"])
+    img = SparseBuilder().image()
+    img.vkPut32(128, at: gtAt + 20 * 4)  // guest grain 20 is beyond the 16-grain capacity
+    img.vkPut32(128, at: rgtAt + 20 * 4)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-out-of-range"])
+    img = SparseBuilder().image()
+    img.vkPut32(128, at: gtAt + 4)  // guest grain 1 shares grain 0's sectors
+    img.vkPut32(128, at: rgtAt + 4)
+    let dup = try check(img)
+    XCTAssertEqual(ids(dup), ["vmdk.grain-overlap"])
+    XCTAssertEqual(dup.counts.json.at("corruptions")?.uint, 1)
+    img = SparseBuilder().image()
+    img.vkPut32(24, at: gtAt + 4)  // on top of the redundant grain table
+    img.vkPut32(24, at: rgtAt + 4)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-overlap"])
+    img = SparseBuilder().image()
+    img.vkPut32(130, at: gtAt + 8)
+    img.vkPut32(130, at: rgtAt + 8)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-unaligned"])
+  }
+
+  func testRedundantDirectoryMismatch() throws {
+    var img = SparseBuilder().image()
+    img.vkPut32(0, at: rgtAt + 3 * 4)
+    let r = try check(img)
+    XCTAssertEqual(ids(r), ["vmdk.rgd-mismatch"])
+    XCTAssertEqual(r.counts.json.at("rgd-mismatches")?.uint, 1)
+    img = SparseBuilder().image()
+    img.vkPut32(0, at: 21 * 512)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.rgd-mismatch"])
+  }
+
+  func testZeroedGrainEntries() throws {
+    var b = SparseBuilder()
+    b.version = 2
+    b.flags |= 1 << 2
+    var img = b.image()
+    img.vkPut32(1, at: gtAt + 5 * 4)
+    img.vkPut32(1, at: rgtAt + 5 * 4)
+    let r = try check(img)
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("zero-clusters")?.uint, 1)
+  }
+
+  func testManyFindingsAreCapped() throws {
+    var img = SparseBuilder().image()
+    for e in 0..<16 { img.vkPut32(999_999, at: gtAt + e * 4); img.vkPut32(999_999, at: rgtAt + e * 4) }
+    for e in 16..<40 { img.vkPut32(128, at: gtAt + e * 4); img.vkPut32(128, at: rgtAt + e * 4) }
+    let r = try check(img)
+    XCTAssertLessThanOrEqual(r.findings.count, 2 * (VMDKProbe.Limits.maxFindingsPerKind + 1))
+    XCTAssertEqual(r.counts.json.at("corruptions")?.uint, 40)
+  }
+
+  // MARK: streamOptimized
+
+  func testStreamLikeVMwareIsClean() throws {
+    let r = try check(SparseBuilder().streamOptimized())
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("stream-grains")?.uint, 2)
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 2)
+  }
+
+  /// Grain marker sectors in the built stream: grain 0 at 128, grain 3 at 129.
+  func testGrainMarkerMismatch() throws {
+    var img = SparseBuilder().streamOptimized()
+    img.vkPut64(4096, at: 129 * 512)  // grain 3's marker claims another lba
+    let got = ids(try check(img))
+    XCTAssert(got.contains("vmdk.grain-marker"), "\(got)")
+    XCTAssert(got.contains("vmdk.marker-invalid"), "\(got)")
+  }
+
+  func testMarkerInvalid() throws {
+    var img = SparseBuilder().streamOptimized()
+    img.vkPut32(0x7fff_ffff, at: 128 * 512 + 8)  // absurd compressed size
+    XCTAssert(ids(try check(img)).contains("vmdk.marker-invalid"))
+    img = SparseBuilder().streamOptimized()
+    // The GT marker after the two grain sectors: unknown type.
+    img.vkPut32(9, at: 130 * 512 + 12)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.marker-invalid"])
+    img = SparseBuilder().streamOptimized()
+    img.vkPut64(7, at: 130 * 512)  // GT marker with the wrong sector count
+    XCTAssertEqual(ids(try check(img)), ["vmdk.marker-invalid"])
+  }
+
+  func testStreamTrailingData() throws {
+    // A qemu-style stream (GD given in the header), then an end-of-stream marker and junk.
+    var img = SparseBuilder().streamOptimized()
+    let gd = img.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: img.count - 1024 + 56, as: UInt64.self) }
+    img.vkPut64(gd, at: 56)
+    img += [UInt8](repeating: 0x55, count: 512)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.stream-trailing-data"])
+  }
+
+  // MARK: other layouts
+
+  func testCOWDCheck() throws {
+    var h = [UInt8](repeating: 0, count: 4 * 512 + 512 + 4096 * 4 + 512)
+    h.vkPut(Array("COWD".utf8), at: 0)
+    h.vkPut32(1, at: 4)        // version
+    h.vkPut32(8192, at: 12)    // numSectors
+    h.vkPut32(1, at: 16)       // grainSize: 1 sector
+    h.vkPut32(4, at: 20)       // gdOffset
+    h.vkPut32(2, at: 24)       // numGDEntries
+    h.vkPut32(5, at: 4 * 512)  // GD[0] -> GT at sector 5
+    h.vkPut32(0, at: 4 * 512 + 4)
+    h.vkPut32(37, at: 5 * 512)  // guest sector 0 at sector 37
+    var r = try check(h)
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 1)
+    h.vkPut32(1_000_000, at: 5 * 512 + 4)
+    r = try check(h)
+    XCTAssertEqual(ids(r), ["vmdk.grain-out-of-range"])
+  }
+
+  func testDescriptorFileHasNothingToWalk() throws {
+    let r = try check(Array("version=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8))
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 0)
+  }
+
+  func testBrokenHeaderInCheck() throws {
+    var img = SparseBuilder().image()
+    let ctx = try P.ctx(img)
+    let info = try XCTUnwrap(try VMDKProbe.probe(ctx))
+    img.vkPut32(9, at: 4)
+    let r = VMDKProbe.deepCheck(try P.ctx(img), info)
+    XCTAssertEqual(ids(r), ["vmdk.version"])
+    XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 1)
+  }
+}
