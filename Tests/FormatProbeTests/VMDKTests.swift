@@ -586,3 +586,40 @@ final class VMDKCheckTests: XCTestCase {
     XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 1)
   }
 }
+
+/// Seeded random mutations of valid images: every probe and deep check must return or throw an
+/// ImageError, never trap (a trap is a denial of service).
+final class VMDKFamilyMutationTests: XCTestCase {
+  struct Rng { var s: UInt64; mutating func next() -> UInt64 { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s } }
+
+  func testMutationsNeverTrap() throws {
+    let seeds: [[UInt8]] = [SparseBuilder().image(), SparseBuilder().streamOptimized(), VDIBuilder().image(),
+                            PloopBuilder().image(),
+                            Array("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8)]
+    var rng = Rng(s: 0x9e37_79b9_7f4a_7c15)
+    let interesting: [UInt32] = [0, 1, 0xffff_ffff, 0x7fff_ffff, 0x8000_0000, 512, 0x200000, 0xffff_fffe]
+    var runs = 0
+    for seed in seeds {
+      for _ in 0..<400 {
+        var b = seed
+        for _ in 0..<(1 + Int(rng.next() % 4)) {
+          // Mutate mostly the header and first tables, sometimes anywhere.
+          let span = rng.next() % 4 == 0 ? b.count : min(b.count, 0x600)
+          let at = Int(rng.next() % UInt64(span))
+          switch rng.next() % 3 {
+          case 0: b[at] = UInt8(truncatingIfNeeded: rng.next())
+          case 1 where at + 4 <= b.count: b.vkPut32(interesting[Int(rng.next() % UInt64(interesting.count))], at: at & ~3)
+          default: if at + 8 <= b.count { b.vkPut64(rng.next(), at: at & ~7) }
+          }
+        }
+        if rng.next() % 8 == 0 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count + 1)))) }
+        let ctx = try ProbeContext(source: MemorySource(b))
+        for probe in [VMDKProbe.self, VDIProbe.self, PloopProbe.self] as [any DeepCheckable.Type] {
+          if let info = try? probe.probe(ctx) { _ = probe.deepCheck(ctx, info) }
+        }
+        runs += 1
+      }
+    }
+    XCTAssertEqual(runs, 2000)
+  }
+}

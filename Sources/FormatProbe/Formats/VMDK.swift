@@ -590,6 +590,10 @@ public enum VMDKProbe: FormatProbe {
                        "is \(h.grainSize) sectors; it must be a power of two of at most \(Limits.maxGrainSectors)",
                        finding: "vmdk.grain-size")
     }
+    guard UInt64(h.numGDEntries) <= Limits.maxGDEntries else {
+      throw ImageError(.limitExceeded, format: format, field: "numGDEntries", offset: 24,
+                       "is \(h.numGDEntries), limit \(Limits.maxGDEntries) (qemu's)", finding: "vmdk.gd-size")
+    }
     let needed = Checked.ceilDiv(UInt64(h.numSectors), UInt64(h.grainSize) * COWDHeader.gtEntries)
     var info = ImageInfo(probe: id, qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "vmfsSparse",
                          virtualSize: UInt64(h.numSectors) * 512)

@@ -61,6 +61,10 @@ extension VMDKProbe: DeepCheckable {
           throw ImageError(.invalidField, format: format, field: "grainSize", offset: 16, "is \(c.grainSize)",
                            finding: "vmdk.grain-size")
         }
+        guard UInt64(c.numGDEntries) <= Limits.maxGDEntries else {
+          throw ImageError(.limitExceeded, format: format, field: "numGDEntries", offset: 24, "is \(c.numGDEntries)",
+                           finding: "vmdk.gd-size")
+        }
         layout = Layout(capacity: UInt64(c.numSectors), grainSize: UInt64(c.grainSize), gtEntries: COWDHeader.gtEntries,
                         gdEntries: UInt64(c.numGDEntries), gd: UInt64(c.gdOffset), rgd: nil, markers: false,
                         zeroedGrains: false, overHead: 4, fixed: [(0, 4, "header")])
