@@ -1,3 +1,5 @@
+import Glibc
+
 /// `imgtool check` for VMDK sparse extents: the grain directory, redundant grain directory, every
 /// grain table and grain pointer, and (streamOptimized) the marker stream, in the spirit of
 /// `qemu-img check` but stricter (qemu only checks that grains lie inside the file).
@@ -202,10 +204,7 @@ extension VMDKProbe: DeepCheckable {
 
       // Pass 2: every grain table of the primary directory (and its redundant twin).
       if keep {
-        for i in 0..<primary.count {
-          let r = i < redundant.count ? redundant[i] : nil
-          table(index: UInt64(i), at: primary[i], redundantAt: rgd == nil ? nil : r)
-        }
+        tables(primary, redundant: rgd == nil ? nil : redundant)
       } else {
         meta.sort { $0.0 < $1.0 }
         _ = entries(at: l.gd, count: l.gdEntries, field: "grain directory") { w, i, gt in
@@ -252,38 +251,120 @@ extension VMDKProbe: DeepCheckable {
       return nil
     }
 
-    mutating func table(index: UInt64, at gt: UInt32, redundantAt rgt: UInt32?) {
-      guard gt != 0, inFile(UInt64(gt), gtSectors) else { return }
-      let bytes: [UInt8]
+    /// Length of the run of tables from `i` that lie back to back in the file (one read).
+    func run(_ gts: [UInt32], from i: Int, limit: Int) -> Int {
+      var n = 1
+      while i + n < gts.count, n < limit, UInt64(gts[i + n]) == UInt64(gts[i]) + UInt64(n) * gtSectors,
+            inFile(UInt64(gts[i + n]), gtSectors)
+      {
+        n += 1
+      }
+      return n
+    }
+
+    /// Every table of the primary directory, read in runs of back-to-back tables of at most
+    /// `CheckLimits.piece` bytes, each compared with its redundant copy.
+    mutating func tables(_ primary: [UInt32], redundant: [UInt32]?) {
+      let stride = Int(gtSectors) * 512
+      let limit = max(1, CheckLimits.piece / stride)
+      var i = 0
+      while i < primary.count {
+        let gt = primary[i]
+        guard gt != 0, inFile(UInt64(gt), gtSectors) else {
+          if gt == 0, let r = redundant, i < r.count, r[i] != 0 {
+            rgdMismatches += 1
+            add("vmdk.rgd-mismatch", .corrupt, field: "grain directory", offset: l.gd * 512 + UInt64(i) * 4,
+                "grain table \(i) is absent from the grain directory but present in the redundant one (sector \(r[i]))")
+          }
+          i += 1
+          continue
+        }
+        let n = run(primary, from: i, limit: limit)
+        guard let bytes = read(UInt64(gt), count: n * stride, "grain table \(i)") else { i += n; continue }
+        var twins: [UInt8]?
+        if let r = redundant, i + n <= r.count, r[i] != 0, inFile(UInt64(r[i]), gtSectors), run(r, from: i, limit: n) == n {
+          twins = read(UInt64(r[i]), count: n * stride, "redundant grain table \(i)")
+        }
+        for k in 0..<n {
+          let index = i + k
+          let slice = bytes[(k * stride)..<(k * stride + Int(l.gtEntries) * 4)]
+          if let r = redundant {
+            compareRedundant(index, gt: primary[index], table: slice, rgt: index < r.count ? r[index] : 0,
+                             twin: twins.map { $0[(k * stride)..<(k * stride + Int(l.gtEntries) * 4)] })
+          }
+          scan(slice, index: UInt64(index), gt: primary[index])
+        }
+        i += n
+      }
+    }
+
+    mutating func read(_ sector: UInt64, count: Int, _ field: String) -> [UInt8]? {
       do {
-        bytes = try ctx.source.readExactly(at: UInt64(gt) * 512, count: Int(l.gtEntries * 4), format: "vmdk",
-                                           field: "grain table \(index)")
+        return try ctx.source.readExactly(at: sector * 512, count: count, format: "vmdk", field: field)
       } catch {
         findings.append(Finding(corrupt: error))
         checkErrors += 1
-        return
+        return nil
       }
-      if let rgt, rgt != 0, inFile(UInt64(rgt), gtSectors) {
-        if let twin = try? ctx.source.readExactly(at: UInt64(rgt) * 512, count: bytes.count, format: "vmdk",
-                                                   field: "redundant grain table \(index)"), twin != bytes
-        {
-          rgdMismatches += 1
-          add("vmdk.rgd-mismatch", .corrupt, field: "redundant grain table", offset: UInt64(rgt) * 512,
-              "grain table \(index) (sector \(gt)) and its redundant copy (sector \(rgt)) differ")
-        }
-      } else if let rgt, rgt == 0 {
+    }
+
+    mutating func compareRedundant(_ index: Int, gt: UInt32, table: ArraySlice<UInt8>, rgt: UInt32, twin: ArraySlice<UInt8>?) {
+      if rgt == 0 {
         rgdMismatches += 1
         add("vmdk.rgd-mismatch", .corrupt, field: "redundant grain directory", offset: nil,
             "grain table \(index) exists (sector \(gt)) but the redundant directory has none")
+        return
       }
-      var values = [UInt32](repeating: 0, count: Int(l.gtEntries))
-      bytes.withUnsafeBytes { raw in
-        for k in 0..<values.count { values[k] = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: k * 4, as: UInt32.self)) }
+      guard inFile(UInt64(rgt), gtSectors) else { return }  // reported as vmdk.gt-out-of-range
+      var copy = twin
+      if copy == nil {
+        copy = read(UInt64(rgt), count: table.count, "redundant grain table \(index)")?[...]
       }
-      for (k, g) in values.enumerated() where g != 0 {
-        let guestGrain = index * l.gtEntries + UInt64(k)
-        grain(g, guestGrain: guestGrain, entryOffset: UInt64(gt) * 512 + UInt64(k) * 4)
+      if let copy, !VMDKProbe.GrainWalker.same(copy, table) {
+        rgdMismatches += 1
+        add("vmdk.rgd-mismatch", .corrupt, field: "redundant grain table", offset: UInt64(rgt) * 512,
+            "grain table \(index) (sector \(gt)) and its redundant copy (sector \(rgt)) differ")
       }
+    }
+
+    /// Byte equality with memcmp (tables are compared whole).
+    static func same(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool {
+      guard a.count == b.count else { return false }
+      return a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in
+          guard let px = x.baseAddress, let py = y.baseAddress else { return true }
+          return memcmp(px, py, x.count) == 0
+        }
+      }
+    }
+
+    /// One grain table's entries: zero entries are skipped eight bytes at a time.
+    mutating func scan(_ table: ArraySlice<UInt8>, index: UInt64, gt: UInt32) {
+      let count = Int(l.gtEntries)
+      var k = 0
+      while k < count {
+        // Find the next non-zero entry in the raw bytes.
+        var g: UInt32 = 0
+        table.withUnsafeBytes { raw in
+          while k + 1 < count, raw.loadUnaligned(fromByteOffset: k * 4, as: UInt64.self) == 0 { k += 2 }
+          while k < count {
+            g = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: k * 4, as: UInt32.self))
+            if g != 0 { break }
+            k += 1
+          }
+        }
+        guard k < count else { break }
+        grain(g, guestGrain: index * l.gtEntries + UInt64(k), entryOffset: UInt64(gt) * 512 + UInt64(k) * 4)
+        k += 1
+      }
+    }
+
+    /// A single table (the capped path, without the redundant comparison).
+    mutating func table(index: UInt64, at gt: UInt32, redundantAt rgt: UInt32?) {
+      guard gt != 0, inFile(UInt64(gt), gtSectors),
+            let bytes = read(UInt64(gt), count: Int(l.gtEntries * 4), "grain table \(index)")
+      else { return }
+      scan(bytes[...], index: index, gt: gt)
     }
 
     mutating func grain(_ g: UInt32, guestGrain: UInt64, entryOffset: UInt64) {
