@@ -361,6 +361,20 @@ final class VMDKTests: XCTestCase {
     XCTAssertEqual(info.virtualSize, 4096 * 512, "the footer takes precedence, as in qemu")
   }
 
+  func testSeSparse() throws {
+    var h = [UInt8](repeating: 0, count: 4096)
+    h.vkPut64(0xcafe_babe, at: 0)          // magic
+    h.vkPut64(0x2_0000_0001, at: 8)        // version
+    h.vkPut64(2048, at: 16)                // capacity (sectors)
+    h.vkPut64(8, at: 24)                   // grain_size (sectors)
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, h))
+    XCTAssertEqual(info.subformat, "seSparse")
+    XCTAssertEqual(info.virtualSize, 1 << 20)
+    XCTAssertEqual(P.ids(info), ["vmdk.no-descriptor"])
+    h.vkPut64(3, at: 8)
+    XCTAssertNil(try P.info(VMDKProbe.self, h))
+  }
+
   // MARK: COWD
 
   func testCOWD() throws {

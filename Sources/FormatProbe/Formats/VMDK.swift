@@ -190,6 +190,11 @@ public enum VMDKProbe: FormatProbe {
     let r = ctx.headReader(format)
     if r.matches(magicKDMV, at: 0) { return try sparse(ctx) }
     if r.matches(magicCOWD, at: 0) { return try cowd(ctx) }
+    if let m = try? r.u64LE(at: 0, "magic"), m == seSparseMagic, let v = try? r.u64LE(at: 8, "version"),
+       v == seSparseVersion
+    {
+      return try seSparse(ctx)
+    }
     if VMDKDescriptor.looksLikeDescriptor(ctx.head[...]) { return try descriptorFile(ctx) }
     return nil
   }
@@ -577,6 +582,29 @@ public enum VMDKProbe: FormatProbe {
     info.formatSpecific = data
     info.notes.append("a descriptor-only VMDK: the virtual size is the sum of its extents' sizes; the extent files are never opened")
     info.findings = findings
+    return info
+  }
+
+  // MARK: seSparse
+
+  /// ESXi space-efficient sparse extent: constant header magic and version (qemu
+  /// VMDKSESparseConstHeader: magic, version, capacity, grain_size, ... all u64 little-endian).
+  static let seSparseMagic: UInt64 = 0xcafe_babe
+  static let seSparseVersion: UInt64 = 0x2_0000_0001
+
+  static func seSparse(_ ctx: ProbeContext) throws(ImageError) -> ImageInfo {
+    let r = try ctx.reader(at: 0, count: 32, format, "seSparse header")
+    let capacity = try r.u64LE(at: 16, "capacity")
+    let grain = try r.u64LE(at: 24, "grain_size")
+    let bytes = try Checked.mul(capacity, 512, format, "capacity", at: 16)
+    var info = ImageInfo(probe: id, qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "seSparse", virtualSize: bytes)
+    if Checked.isPowerOfTwo(grain), grain <= Limits.maxGrainSectors { info.clusterSize = grain * 512 }
+    var data = JSONObject()
+    data.set("create-type", "seSparse")
+    data.set("grain-size", grain)
+    info.formatSpecific = data
+    info.findings.append(Finding("vmdk.no-descriptor", .unsafe, field: "magic",
+                                 "an ESXi seSparse extent: the snapshot delta of another disk, opened only through the descriptor that names it and its parent"))
     return info
   }
 
