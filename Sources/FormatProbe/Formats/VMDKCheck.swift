@@ -47,8 +47,11 @@ extension VMDKProbe: DeepCheckable {
         let s = try readSparse(ctx, findings: &ignored)
         let h = s.header
         var fixed: [(UInt64, UInt64, String)] = [(0, 1, "header")]
-        if h.descriptorOffset > 0 {
-          fixed.append((h.descriptorOffset, h.descriptorOffset &+ max(h.descriptorSize, 1), "descriptor"))
+        // Only a descriptor inside the file can collide with tables (the probe refuses others).
+        let fileSectors = Checked.ceilDiv(ctx.size, 512)
+        if h.descriptorOffset > 0, h.descriptorOffset < fileSectors {
+          let size = min(max(h.descriptorSize, 1), fileSectors - h.descriptorOffset)
+          fixed.append((h.descriptorOffset, h.descriptorOffset + size, "descriptor"))
         }
         if s.footer != nil {
           let end = ctx.size / 512
