@@ -161,6 +161,31 @@ final class VMDKTests: XCTestCase {
     XCTAssertTrue(info.findings.allSatisfy { $0.severity == .unsafe })
   }
 
+  /// qemu finds keys with strstr (even in comments), reads CID from the first "CID" (which
+  /// "parentCID" contains), expects `="` right after the key and opens only exact "RW" extents.
+  func testReadersDisagree() throws {
+    func ids(_ text: String) throws -> [String] { P.ids(try P.info(VMDKProbe.self, Array(text.utf8))) }
+    let base = "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n"
+    let flat = "RW 8 FLAT \"a\" 0\n"
+    XCTAssertFalse(try ids(base + "createType=\"monolithicFlat\"\n" + flat).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType = \"monolithicFlat\"\n" + flat).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "# createType=\"streamOptimized\"\ncreateType=\"monolithicFlat\"\n" + flat)
+      .contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids("version=1\nparentCID=ffffffff\nCID=1\ncreateType=\"monolithicFlat\"\n" + flat)
+      .contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType=\"monolithicFlat\"\ncreateType=\"vmfs\"\n" + flat).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType=\"monolithicFlat\"\n" + flat + "RDONLY 8 FLAT \"b\" 0\n").contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType=\"monolithicFlat\"\nrw 8 flat \"b\" 0\n").contains("vmdk.descriptor-ambiguous"))
+    // A parent hint only qemu sees (in a comment) is still a file qemu would open.
+    let hidden = try XCTUnwrap(try P.info(VMDKProbe.self, Array((base + "createType=\"monolithicFlat\"\n# parentFileNameHint=\"/etc/base.vmdk\"\n" + flat).utf8)))
+    XCTAssertTrue(P.ids(hidden).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(hidden.externalReferences.contains(ExternalReference(kind: "parent-hint", name: "/etc/base.vmdk")))
+    // In a sparse file's embedded descriptor too.
+    var b = SparseBuilder()
+    b.extraDescriptorLines = ["#parentFileNameHint=\"x.vmdk\""]
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.image())).contains("vmdk.descriptor-ambiguous"))
+  }
+
   func testDescriptorFileTooLargeAndTrailingBytes() throws {
     var big = Array("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8)
     big += [UInt8](repeating: 0x0a, count: VMDKProbe.Limits.maxDescriptorBytes + 10 - big.count)

@@ -456,6 +456,15 @@ public enum VMDKProbe: FormatProbe {
       findings.append(Finding("vmdk.change-tracking", .warning, field: "changeTrackPath",
                               "the descriptor names a change-tracking file \"\(path)\"; it holds no disk data and is not opened"))
     }
+    let disagreements = d.disagreements
+    if !disagreements.isEmpty {
+      findings.append(Finding("vmdk.descriptor-ambiguous", .unsafe, field: "descriptor",
+                              "readers disagree about this descriptor: \(disagreements.joined(separator: "; "))"))
+    }
+    if let hint = d.otherReaders.qemuParentHint, !hint.isEmpty, hint != d.parentFileNameHint {
+      // qemu would open this as the backing file.
+      info.externalReferences.append(ExternalReference(kind: "parent-hint", name: hint))
+    }
     for (off, line, why) in d.unknownLines {
       findings.append(Finding("vmdk.descriptor-line", .unsafe, field: "descriptor", offset: off,
                               "descriptor line \"\(line)\" \(why): the image service's allow-list refuses it and readers may disagree on its meaning"))
@@ -536,6 +545,12 @@ public enum VMDKProbe: FormatProbe {
                               "the text ends with a NUL at \(hex(nul)) but bytes follow: qemu ignores them, other readers may not"))
     }
     commonFindings(d, &info, &findings)
+    let extentViews = d.extentDisagreements
+    if !extentViews.isEmpty {
+      findings.append(Finding("vmdk.descriptor-ambiguous", .unsafe, field: "extent",
+                              "readers disagree about the extents: \(extentViews.joined(separator: "; "))"))
+      info.notes.append("the virtual size counts every extent, as VMware does; qemu would use the RW extents only")
+    }
     if d.createType == nil {
       findings.append(Finding("vmdk.create-type", .unsafe, field: "createType",
                               "the descriptor has no createType: readers differ on how to use its extents"))
