@@ -275,6 +275,12 @@ final class VMDKTests: XCTestCase {
     b = SparseBuilder()
     b.descriptorOffset = 2
     XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.image())).contains("vmdk.descriptor-offset"))
+    // Sector 1 holds a second descriptor with a parent hint: qemu reads its CID and parent there.
+    var img = b.image()
+    img.vkPut(Array("parentFileNameHint=\"/etc/base.vmdk\"\n".utf8), at: 512)
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, img))
+    XCTAssertTrue(P.ids(info).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertEqual(info.externalReferences.map(\.name), ["/etc/base.vmdk"])
   }
 
   func testDescriptorOverrun() throws {

@@ -304,8 +304,9 @@ public enum VMDKProbe: FormatProbe {
 
     // The embedded descriptor.
     var desc: VMDKDescriptor?
+    var pendingReferences: [ExternalReference] = []
     if h.descriptorOffset != 0 {
-      let d = try embeddedDescriptor(ctx, h, &findings)
+      let d = try embeddedDescriptor(ctx, h, &findings, &pendingReferences)
       // qemu writes the extents of a twoGbMaxExtentSparse disk with an all-NUL descriptor region.
       desc = d.isEmpty ? nil : d
     }
@@ -338,6 +339,7 @@ public enum VMDKProbe: FormatProbe {
     } else {
       info.subformat = "sparseExtent"
     }
+    info.externalReferences += pendingReferences
     if s.footer != nil {
       info.notes.append("gdOffset is GD_AT_END: the grain directory is given by the footer at the end of the file (the layout VMware writes when streaming); the footer's header was used")
     }
@@ -363,8 +365,8 @@ public enum VMDKProbe: FormatProbe {
   }
 
   /// Reads the descriptor at descriptorOffset: descriptorSize sectors, capped at 1 MiB - 1.
-  static func embeddedDescriptor(_ ctx: ProbeContext, _ h: SparseHeader, _ findings: inout [Finding])
-    throws(ImageError) -> VMDKDescriptor
+  static func embeddedDescriptor(_ ctx: ProbeContext, _ h: SparseHeader, _ findings: inout [Finding],
+                                 _ pendingReferences: inout [ExternalReference]) throws(ImageError) -> VMDKDescriptor
   {
     let offset = try Checked.mul(h.descriptorOffset, 512, format, "descriptorOffset", at: h.base + 28)
     let declared = try Checked.mul(h.descriptorSize, 512, format, "descriptorSize", at: h.base + 36)
@@ -373,8 +375,17 @@ public enum VMDKProbe: FormatProbe {
                               "declares a \(declared)-byte descriptor; qemu and the image service read at most \(Limits.maxDescriptorBytes) bytes of it"))
     }
     if h.descriptorOffset != 1 {
-      findings.append(Finding("vmdk.descriptor-offset", .warning, field: "descriptorOffset", offset: h.base + 28,
-                              "the descriptor is at sector \(h.descriptorOffset), not 1: the image service's inspector refuses such files"))
+      findings.append(Finding("vmdk.descriptor-offset", .unsafe, field: "descriptorOffset", offset: h.base + 28,
+                              "the descriptor is at sector \(h.descriptorOffset), not 1: qemu still reads the CID and parent hint from sector 1 (vmdk_read_cid, vmdk_parent_open), VMware from the header's offset, and the image service's inspector refuses the file"))
+      // What qemu would take as the parent hint from its fixed 10 KiB window at sector 1.
+      if ctx.size > 512, let window = try? ctx.read(at: 512, count: Int(min(ctx.size - 512, 10240))) {
+        let text = Array(window.prefix { $0 != 0 })
+        if let hint = VMDKDescriptor.qemuValue(text, "parentFileNameHint"), !hint.isEmpty {
+          findings.append(Finding("vmdk.descriptor-ambiguous", .unsafe, field: "descriptor", offset: 512,
+                                  "qemu reads parentFileNameHint \"\(hint)\" from sector 1, which is not this file's descriptor"))
+          pendingReferences.append(ExternalReference(kind: "parent-hint", name: hint, offset: 512))
+        }
+      }
     }
     guard declared > 0 else {
       throw ImageError(.invalidField, format: format, field: "descriptorSize", offset: h.base + 36,
