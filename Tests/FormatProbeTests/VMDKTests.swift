@@ -563,26 +563,38 @@ final class VMDKCheckTests: XCTestCase {
     XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 2)
   }
 
-  /// Grain marker sectors in the built stream: grain 0 at 128, grain 3 at 129.
   func testGrainMarkerMismatch() throws {
     var img = SparseBuilder().streamOptimized()
-    img.vkPut64(4096, at: 129 * 512)  // grain 3's marker claims another lba
+    img.vkPut64(4096, at: SparseBuilder().streamGrainSectors[1] * 512)  // grain 3's marker claims another lba
     let got = ids(try check(img))
     XCTAssert(got.contains("vmdk.grain-marker"), "\(got)")
     XCTAssert(got.contains("vmdk.marker-invalid"), "\(got)")
   }
 
   func testMarkerInvalid() throws {
+    let gtMarker = SparseBuilder().streamGTMarkerSector
     var img = SparseBuilder().streamOptimized()
     img.vkPut32(0x7fff_ffff, at: 128 * 512 + 8)  // absurd compressed size
     XCTAssert(ids(try check(img)).contains("vmdk.marker-invalid"))
     img = SparseBuilder().streamOptimized()
-    // The GT marker after the two grain sectors: unknown type.
-    img.vkPut32(9, at: 130 * 512 + 12)
+    // The GT marker after the two grains: unknown type.
+    img.vkPut32(9, at: gtMarker * 512 + 12)
     XCTAssertEqual(ids(try check(img)), ["vmdk.marker-invalid"])
     img = SparseBuilder().streamOptimized()
-    img.vkPut64(7, at: 130 * 512)  // GT marker with the wrong sector count
+    img.vkPut64(7, at: gtMarker * 512)  // GT marker with the wrong sector count
     XCTAssertEqual(ids(try check(img)), ["vmdk.marker-invalid"])
+  }
+
+  func testGrainInflate() throws {
+    let b = SparseBuilder()
+    var img = b.streamOptimized()
+    img[b.streamGrainSectors[1] * 512 + 12 + 2 + 5 + 100] ^= 0xff  // adler-32 no longer matches
+    let r = try check(img)
+    XCTAssertEqual(ids(r), ["vmdk.grain-inflate"])
+    XCTAssertEqual(r.counts.json.at("inflated-grains")?.uint, 2)
+    img = b.streamOptimized()
+    img[b.streamGrainSectors[0] * 512 + 12] = 0x00  // not a zlib header
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-inflate"])
   }
 
   func testStreamTrailingData() throws {

@@ -18,6 +18,11 @@ extension VMDKProbe: DeepCheckable {
     /// Bits of the grain-overlap bitmap (32 MiB): enough for any file below 128 GiB at sector
     /// granularity, or 16 TiB at 64 KiB grain granularity.
     public static let maxBitmapBits: UInt64 = 1 << 28
+    /// Compressed grains are inflated (to check they expand to exactly one grain, as qemu
+    /// requires) up to this much output in total: about 3 s of zlib; the rest are counted.
+    public static let maxInflatedBytes: UInt64 = 1 << 30
+    /// Grains larger than this (qemu's default is 64 KiB) are not inflated: the buffer is one grain.
+    public static let maxInflateGrain: UInt64 = 16 << 20
     /// Deflate's worst case grows 64 KiB by ~0.03% plus a few bytes; allow 1/16 plus 1 KiB.
     static func maxCompressed(_ grainBytes: UInt64) -> UInt64 { grainBytes + grainBytes / 16 + 1024 }
   }
@@ -106,6 +111,9 @@ extension VMDKProbe: DeepCheckable {
     var zero: UInt64 = 0
     var rgdMismatches: UInt64 = 0
     var streamGrains: UInt64 = 0
+    var inflated: UInt64 = 0
+    var notInflated: UInt64 = 0
+    var inflateBuffer: [UInt8] = []
     /// Metadata ranges, sorted by start, for the grain overlap check.
     var meta: [(UInt64, UInt64, String)] = []
     var bitmap: [UInt64] = []
@@ -399,6 +407,7 @@ extension VMDKProbe: DeepCheckable {
           return
         }
         sectors = Checked.ceilDiv(12 + UInt64(size), 512)
+        if inFile(start, sectors) { inflateGrain(at: start, size: size, guestGrain: guestGrain) }
       }
       guard inFile(start, sectors) else {
         add("vmdk.grain-out-of-range", .corrupt, field: "grain table", offset: entryOffset,
@@ -423,6 +432,23 @@ extension VMDKProbe: DeepCheckable {
               "guest grain \(guestGrain) at sector \(start) is also used by another guest grain: writing one changes both")
         }
         bitmap[w] |= b
+      }
+    }
+
+    /// Inflates one compressed grain: it must be a complete zlib stream of exactly one grain.
+    mutating func inflateGrain(at sector: UInt64, size: UInt32, guestGrain: UInt64) {
+      let grainBytes = l.grainSize * 512
+      guard grainBytes <= CheckLimits.maxInflateGrain, inflated + grainBytes <= CheckLimits.maxInflatedBytes else {
+        notInflated += 1
+        return
+      }
+      guard let data = read(sector, count: 12 + Int(size), "grain data") else { return }
+      if inflateBuffer.count != Int(grainBytes) + 1 { inflateBuffer = [UInt8](repeating: 0, count: Int(grainBytes) + 1) }
+      let got = ZlibGrainInflate.inflate(data[12...], into: &inflateBuffer)
+      inflated += grainBytes
+      if got != Int(grainBytes) {
+        add("vmdk.grain-inflate", .corrupt, field: "grain data", offset: sector * 512 + 12,
+            "guest grain \(guestGrain)'s \(size) compressed bytes at sector \(sector) \(got.map { "inflate to \($0) bytes, not \(grainBytes)" } ?? "are not a complete zlib stream of at most one grain"): qemu refuses to read it")
       }
     }
 
@@ -517,7 +543,14 @@ extension VMDKProbe: DeepCheckable {
       report.counts.set("zero-clusters", zero)
       report.counts.set("total-clusters", Checked.ceilDiv(l.capacity, l.grainSize))
       if l.rgd != nil { report.counts.set("rgd-mismatches", rgdMismatches) }
-      if l.markers { report.counts.set("stream-grains", streamGrains) }
+      if l.markers {
+        report.counts.set("stream-grains", streamGrains)
+        report.counts.set("inflated-grains", inflated / max(l.grainSize * 512, 1))
+        if notInflated > 0 {
+          report.findings.append(Finding("vmdk.check-limit", .info, field: "grain data",
+                                         "\(notInflated) compressed grains were not inflated (limit \(CheckLimits.maxInflatedBytes) bytes of output, grains up to \(CheckLimits.maxInflateGrain) bytes)"))
+        }
+      }
     }
   }
 }
