@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -135,13 +136,27 @@ final class VMDKFamilyCheckOracleTests: XCTestCase {
   func testCountersMatchQemuImgCheck() throws {
     guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
     let cases: [(String, String, [String])] = [
-      ("ploop-data.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors"]),
-      ("ploop.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors"]),
+      ("ploop-data.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks"]),
+      ("ploop.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks"]),
       ("data.vdi", "vdi", ["check-errors"]),
       ("mono-data.vmdk", "vmdk", ["check-errors"]),
       ("stream-data.vmdk", "vmdk", ["check-errors"]),
       ("stream-footer.vmdk", "vmdk", ["check-errors"]),
     ]
+    // A ploop image with one cluster past its last used one: qemu-img counts it as a leak.
+    let leaky = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-leaky-\(getpid()).hds")
+    defer { try? FileManager.default.removeItem(at: leaky) }
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("vmdk", "ploop-data.hds")))
+    bytes.append(Data(repeating: 0, count: 1 << 20))
+    try bytes.write(to: leaky)
+    let (_, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", "parallels", leaky.path])
+    // qemu-img also prints "ERROR space leaked ..." on stderr (same pipe): keep the JSON object.
+    let json = out.firstIndex(of: "{").flatMap { a in out.lastIndex(of: "}").map { String(out[a...$0]) } } ?? out
+    let theirs = try JSONParser.parse(json, format: "qemu-img")
+    let ctx = try ProbeContext(source: try FileSource(path: leaky.path))
+    let ours = PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
+    XCTAssertEqual(theirs.at("leaks")?.uint, 1)
+    XCTAssertEqual(ours.counts.json.at("leaks")?.uint, theirs.at("leaks")?.uint)
     for (file, driver, keys) in cases {
       let path = try Fixtures.path("vmdk", file)
       let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, path])

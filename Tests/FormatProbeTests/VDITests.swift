@@ -152,6 +152,12 @@ final class VDITests: XCTestCase {
     XCTAssertEqual(try check(b.image()).findings.map(\.id), ["vdi.blocks-allocated"])
   }
 
+  func testLeakedBlock() throws {
+    let r = try check(VDIBuilder().image() + [UInt8](repeating: 1, count: 4096))
+    XCTAssertEqual(r.findings, [])
+    XCTAssertEqual(r.counts.json.at("leaks")?.uint, 1)
+  }
+
   func testHugeMapIsReadInPieces() throws {
     // 2 Mi blocks of 512 bytes: an 8 MiB map, read in 4 MiB pieces, all unallocated.
     var b = VDIBuilder()

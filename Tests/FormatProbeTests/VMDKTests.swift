@@ -453,6 +453,7 @@ final class VMDKCheckTests: XCTestCase {
         XCTAssertEqual(r.findings.map(\.message), [], entry.file)
         XCTAssertEqual(r.counts.json.at("corruptions")?.uint ?? 0, 0, entry.file)
         XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 0, entry.file)
+        XCTAssertEqual(r.counts.json.at("leaks")?.uint ?? 0, 0, entry.file)
         checked += 1
       }
     }
@@ -531,6 +532,14 @@ final class VMDKCheckTests: XCTestCase {
     img = SparseBuilder().image()
     img.vkPut32(0, at: 21 * 512)
     XCTAssertEqual(ids(try check(img)), ["vmdk.rgd-mismatch"])
+  }
+
+  func testLeakedGrain() throws {
+    var img = SparseBuilder().image()
+    img += [UInt8](repeating: 7, count: 128 * 512)  // a grain no table uses
+    let r = try check(img)
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("leaks")?.uint, 1)
   }
 
   func testZeroedGrainEntries() throws {

@@ -217,7 +217,8 @@ public enum PloopProbe: DeepCheckable {
     }
     report.counts.set("check-errors", checkErrors)
     report.counts.set("corruptions", corruptions)
-    report.counts.set("leaks", 0)
+    // qemu counts the clusters past the last used one as leaks (it truncates them on repair).
+    report.counts.set("leaks", ctx.size > imageEnd ? Checked.ceilDiv(ctx.size - imageEnd, cluster) : 0)
     report.counts.set("allocated-clusters", allocated)
     report.counts.set("total-clusters", total)
     report.counts.set("image-end-offset", imageEnd)

@@ -427,6 +427,7 @@ extension VMDKProbe: DeepCheckable {
       let slot = start / bitmapUnit
       if slot < bitmapBits {
         let w = Int(slot >> 6), b = UInt64(1) << (slot & 63)
+        if bitmap[w] & b == 0, start >= l.overHead { distinctGrains += 1 }
         if bitmap[w] & b != 0 {
           add("vmdk.grain-overlap", .corrupt, field: "grain table", offset: entryOffset,
               "guest grain \(guestGrain) at sector \(start) is also used by another guest grain: writing one changes both")
@@ -531,7 +532,15 @@ extension VMDKProbe: DeepCheckable {
       return nil
     }
 
+    /// Uncompressed grain slots after overHead that no table uses (VMware and qemu keep all
+    /// metadata before overHead, so the slots after it are grains).
+    var distinctGrains: UInt64 = 0
+
     mutating func finish(into report: inout CheckReport) {
+      if !l.markers, bitmapBits > 0, fileSectors > l.overHead {
+        let slots = (fileSectors - l.overHead) / l.grainSize
+        if slots > distinctGrains { leaks += slots - distinctGrains }
+      }
       for (id, n) in suppressed.sorted(by: { $0.key < $1.key }) {
         findings.append(Finding(id, findings.first { $0.id == id }?.severity ?? .corrupt, "\(n) more of the same"))
       }
