@@ -136,8 +136,8 @@ final class VMDKFamilyCheckOracleTests: XCTestCase {
   func testCountersMatchQemuImgCheck() throws {
     guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
     let cases: [(String, String, [String])] = [
-      ("ploop-data.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks"]),
-      ("ploop.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks"]),
+      ("ploop-data.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks", "fragmented-clusters"]),
+      ("ploop.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks", "fragmented-clusters"]),
       ("data.vdi", "vdi", ["check-errors"]),
       ("mono-data.vmdk", "vmdk", ["check-errors"]),
       ("stream-data.vmdk", "vmdk", ["check-errors"]),
@@ -157,6 +157,35 @@ final class VMDKFamilyCheckOracleTests: XCTestCase {
     let ours = PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
     XCTAssertEqual(theirs.at("leaks")?.uint, 1)
     XCTAssertEqual(ours.counts.json.at("leaks")?.uint, theirs.at("leaks")?.uint)
+    // Hand-corrupted copies: (source, offset, new u32, driver, keys compared, qemu's corruptions
+    // when it differs from ours, why).
+    let corrupted: [(String, Int, UInt32, String, [String], UInt64?)] = [
+      ("data.vdi", 516, 0, "vdi", ["corruptions"], nil),              // block 1 -> data block 0 (duplicate)
+      ("data.vdi", 516, 99, "vdi", ["corruptions"], nil),             // block index too large (+ count mismatch)
+      ("ploop-data.hds", 68, 99, "parallels", ["corruptions", "allocated-clusters", "image-end-offset", "fragmented-clusters"], nil),
+      // qemu-img 7.2 does not notice two BAT entries sharing a cluster; imgtool does.
+      ("ploop-data.hds", 68, 1, "parallels", ["allocated-clusters", "fragmented-clusters"], 0),
+    ]
+    for (n, (file, at, value, driver, keys, qemuCorruptions)) in corrupted.enumerated() {
+      let copy = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-corrupt-\(getpid())-\(n)")
+      defer { try? FileManager.default.removeItem(at: copy) }
+      var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("vmdk", file))))
+      b.vkPut32(value, at: at)
+      try Data(b).write(to: copy)
+      let (_, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, copy.path])
+      let json = out.firstIndex(of: "{").flatMap { a in out.lastIndex(of: "}").map { String(out[a...$0]) } } ?? out
+      let theirs = try JSONParser.parse(json, format: "qemu-img")
+      let ctx = try ProbeContext(source: try FileSource(path: copy.path))
+      let report = driver == "vdi" ? VDIProbe.deepCheck(ctx, try XCTUnwrap(try VDIProbe.probe(ctx)))
+        : PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
+      for k in keys {
+        XCTAssertEqual(report.counts.json.at(k)?.uint ?? 0, theirs.at(k)?.uint ?? 0, "\(file) #\(n): \(k)")
+      }
+      if let q = qemuCorruptions {
+        XCTAssertEqual(theirs.at("corruptions")?.uint ?? 0, q, "\(file) #\(n): qemu-img's corruptions changed")
+        XCTAssertEqual(report.counts.json.at("corruptions")?.uint, 1)
+      }
+    }
     for (file, driver, keys) in cases {
       let path = try Fixtures.path("vmdk", file)
       let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, path])

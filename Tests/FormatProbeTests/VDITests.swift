@@ -145,7 +145,11 @@ final class VDITests: XCTestCase {
     let dup = try check(b.image())
     XCTAssertEqual(dup.findings.map(\.id), ["vdi.block-map-duplicate"])
     XCTAssertEqual(dup.counts.json.at("corruptions")?.uint, 1)
+    // Index 99 is beyond the disk's 8 blocks: like qemu, it is not counted as allocated either.
     b.map = [0, 1, 99, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff]
+    XCTAssertEqual(try check(b.image()).findings.map(\.id), ["vdi.block-out-of-range", "vdi.blocks-allocated"])
+    // Index 5 is a block of the disk but the file holds only 2 data blocks.
+    b.map = [0, 1, 5, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff]
     XCTAssertEqual(try check(b.image()).findings.map(\.id), ["vdi.block-out-of-range"])
     b = VDIBuilder()
     b.blocksAllocated = 5

@@ -253,7 +253,8 @@ public enum VDIProbe: DeepCheckable {
           let e = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
           if e == unallocated { continue }
           if e == zeroBlock { zero += 1; continue }
-          allocated += 1
+          // Like qemu, an entry counts as allocated only when it names a block of the disk.
+          if UInt64(e) < total { allocated += 1 }
           let entry = index + UInt64(i)
           if UInt64(e) >= fitting || UInt64(e) >= total {
             corruptions += 1
