@@ -186,6 +186,24 @@ final class VMDKFamilyCheckOracleTests: XCTestCase {
         XCTAssertEqual(report.counts.json.at("corruptions")?.uint, 1)
       }
     }
+    // VMDK: qemu-img check stops at the first grain past the end of the file and fails the whole
+    // check ("Check failed: Invalid argument"), giving no counts; imgtool reports every grain.
+    do {
+      let copy = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-corrupt-\(getpid()).vmdk")
+      defer { try? FileManager.default.removeItem(at: copy) }
+      var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("vmdk", "mono-data.vmdk"))))
+      func u32(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
+      let gt = u32(u32(56) * 512) * 512, rgt = u32(u32(48) * 512) * 512
+      for e in 0..<3 { b.vkPut32(999_999, at: gt + e * 4); b.vkPut32(999_999, at: rgt + e * 4) }
+      try Data(b).write(to: copy)
+      let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", "vmdk", copy.path])
+      XCTAssertNotEqual(status, 0)
+      XCTAssertTrue(out.contains("points after EOF"), out)
+      let ctx = try ProbeContext(source: try FileSource(path: copy.path))
+      let r = VMDKProbe.deepCheck(ctx, try XCTUnwrap(try VMDKProbe.probe(ctx)))
+      XCTAssertEqual(r.findings.map(\.id), ["vmdk.grain-out-of-range", "vmdk.grain-out-of-range", "vmdk.grain-out-of-range"])
+      XCTAssertEqual(r.counts.json.at("corruptions")?.uint, 3)
+    }
     for (file, driver, keys) in cases {
       let path = try Fixtures.path("vmdk", file)
       let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, path])
