@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -127,5 +128,98 @@ final class PloopTests: XCTestCase {
     img = b.image()
     img.vkPut32(0xffff_ffff, at: 64 + 12)
     XCTAssertEqual(try check(img).findings.map(\.id), ["ploop.cluster-out-of-range"])
+  }
+}
+
+/// `qemu-img check --output=json` as the oracle for the deep-check counters it shares.
+final class VMDKFamilyCheckOracleTests: XCTestCase {
+  func testCountersMatchQemuImgCheck() throws {
+    guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
+    let cases: [(String, String, [String])] = [
+      ("ploop-data.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks", "fragmented-clusters"]),
+      ("ploop.hds", "parallels", ["allocated-clusters", "total-clusters", "image-end-offset", "check-errors", "leaks", "fragmented-clusters"]),
+      ("data.vdi", "vdi", ["check-errors"]),
+      ("mono-data.vmdk", "vmdk", ["check-errors"]),
+      ("stream-data.vmdk", "vmdk", ["check-errors"]),
+      ("stream-footer.vmdk", "vmdk", ["check-errors"]),
+    ]
+    // A ploop image with one cluster past its last used one: qemu-img counts it as a leak.
+    let leaky = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-leaky-\(getpid()).hds")
+    defer { try? FileManager.default.removeItem(at: leaky) }
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("vmdk", "ploop-data.hds")))
+    bytes.append(Data(repeating: 0, count: 1 << 20))
+    try bytes.write(to: leaky)
+    let (_, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", "parallels", leaky.path])
+    // qemu-img also prints "ERROR space leaked ..." on stderr (same pipe): keep the JSON object.
+    let json = out.firstIndex(of: "{").flatMap { a in out.lastIndex(of: "}").map { String(out[a...$0]) } } ?? out
+    let theirs = try JSONParser.parse(json, format: "qemu-img")
+    let ctx = try ProbeContext(source: try FileSource(path: leaky.path))
+    let ours = PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
+    XCTAssertEqual(theirs.at("leaks")?.uint, 1)
+    XCTAssertEqual(ours.counts.json.at("leaks")?.uint, theirs.at("leaks")?.uint)
+    // Hand-corrupted copies: (source, offset, new u32, driver, keys compared, qemu's corruptions
+    // when it differs from ours, why).
+    let corrupted: [(String, Int, UInt32, String, [String], UInt64?)] = [
+      ("data.vdi", 516, 0, "vdi", ["corruptions"], nil),              // block 1 -> data block 0 (duplicate)
+      ("data.vdi", 516, 99, "vdi", ["corruptions"], nil),             // block index too large (+ count mismatch)
+      ("ploop-data.hds", 68, 99, "parallels", ["corruptions", "allocated-clusters", "image-end-offset", "fragmented-clusters"], nil),
+      // qemu-img 7.2 does not notice two BAT entries sharing a cluster; imgtool does.
+      ("ploop-data.hds", 68, 1, "parallels", ["allocated-clusters", "fragmented-clusters"], 0),
+    ]
+    for (n, (file, at, value, driver, keys, qemuCorruptions)) in corrupted.enumerated() {
+      let copy = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-corrupt-\(getpid())-\(n)")
+      defer { try? FileManager.default.removeItem(at: copy) }
+      var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("vmdk", file))))
+      b.vkPut32(value, at: at)
+      try Data(b).write(to: copy)
+      let (_, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, copy.path])
+      let json = out.firstIndex(of: "{").flatMap { a in out.lastIndex(of: "}").map { String(out[a...$0]) } } ?? out
+      let theirs = try JSONParser.parse(json, format: "qemu-img")
+      let ctx = try ProbeContext(source: try FileSource(path: copy.path))
+      let report = driver == "vdi" ? VDIProbe.deepCheck(ctx, try XCTUnwrap(try VDIProbe.probe(ctx)))
+        : PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
+      for k in keys {
+        XCTAssertEqual(report.counts.json.at(k)?.uint ?? 0, theirs.at(k)?.uint ?? 0, "\(file) #\(n): \(k)")
+      }
+      if let q = qemuCorruptions {
+        XCTAssertEqual(theirs.at("corruptions")?.uint ?? 0, q, "\(file) #\(n): qemu-img's corruptions changed")
+        XCTAssertEqual(report.counts.json.at("corruptions")?.uint, 1)
+      }
+    }
+    // VMDK: qemu-img check stops at the first grain past the end of the file and fails the whole
+    // check ("Check failed: Invalid argument"), giving no counts; imgtool reports every grain.
+    do {
+      let copy = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-corrupt-\(getpid()).vmdk")
+      defer { try? FileManager.default.removeItem(at: copy) }
+      var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("vmdk", "mono-data.vmdk"))))
+      func u32(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
+      let gt = u32(u32(56) * 512) * 512, rgt = u32(u32(48) * 512) * 512
+      for e in 0..<3 { b.vkPut32(999_999, at: gt + e * 4); b.vkPut32(999_999, at: rgt + e * 4) }
+      try Data(b).write(to: copy)
+      let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", "vmdk", copy.path])
+      XCTAssertNotEqual(status, 0)
+      XCTAssertTrue(out.contains("points after EOF"), out)
+      let ctx = try ProbeContext(source: try FileSource(path: copy.path))
+      let r = VMDKProbe.deepCheck(ctx, try XCTUnwrap(try VMDKProbe.probe(ctx)))
+      XCTAssertEqual(r.findings.map(\.id), ["vmdk.grain-out-of-range", "vmdk.grain-out-of-range", "vmdk.grain-out-of-range"])
+      XCTAssertEqual(r.counts.json.at("corruptions")?.uint, 3)
+    }
+    for (file, driver, keys) in cases {
+      let path = try Fixtures.path("vmdk", file)
+      let (status, out) = Fixtures.run(["qemu-img", "check", "--output=json", "-f", driver, path])
+      XCTAssertEqual(status, 0, out)
+      let theirs = try JSONParser.parse(out, format: "qemu-img")
+      let ctx = try ProbeContext(source: try FileSource(path: path))
+      let report: CheckReport
+      switch driver {
+      case "parallels": report = PloopProbe.deepCheck(ctx, try XCTUnwrap(try PloopProbe.probe(ctx)))
+      case "vdi": report = VDIProbe.deepCheck(ctx, try XCTUnwrap(try VDIProbe.probe(ctx)))
+      default: report = VMDKProbe.deepCheck(ctx, try XCTUnwrap(try VMDKProbe.probe(ctx)))
+      }
+      for k in keys {
+        // qemu-img leaves out counters that are zero.
+        XCTAssertEqual(report.counts.json.at(k)?.uint ?? 0, theirs.at(k)?.uint ?? 0, "\(file): \(k)")
+      }
+    }
   }
 }

@@ -145,11 +145,21 @@ final class VDITests: XCTestCase {
     let dup = try check(b.image())
     XCTAssertEqual(dup.findings.map(\.id), ["vdi.block-map-duplicate"])
     XCTAssertEqual(dup.counts.json.at("corruptions")?.uint, 1)
+    // Index 99 is beyond the disk's 8 blocks: like qemu, it is not counted as allocated either.
     b.map = [0, 1, 99, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff]
+    XCTAssertEqual(try check(b.image()).findings.map(\.id), ["vdi.block-out-of-range", "vdi.blocks-allocated"])
+    // Index 5 is a block of the disk but the file holds only 2 data blocks.
+    b.map = [0, 1, 5, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff]
     XCTAssertEqual(try check(b.image()).findings.map(\.id), ["vdi.block-out-of-range"])
     b = VDIBuilder()
     b.blocksAllocated = 5
     XCTAssertEqual(try check(b.image()).findings.map(\.id), ["vdi.blocks-allocated"])
+  }
+
+  func testLeakedBlock() throws {
+    let r = try check(VDIBuilder().image() + [UInt8](repeating: 1, count: 4096))
+    XCTAssertEqual(r.findings, [])
+    XCTAssertEqual(r.counts.json.at("leaks")?.uint, 1)
   }
 
   func testHugeMapIsReadInPieces() throws {

@@ -161,6 +161,31 @@ final class VMDKTests: XCTestCase {
     XCTAssertTrue(info.findings.allSatisfy { $0.severity == .unsafe })
   }
 
+  /// qemu finds keys with strstr (even in comments), reads CID from the first "CID" (which
+  /// "parentCID" contains), expects `="` right after the key and opens only exact "RW" extents.
+  func testReadersDisagree() throws {
+    func ids(_ text: String) throws -> [String] { P.ids(try P.info(VMDKProbe.self, Array(text.utf8))) }
+    let base = "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n"
+    let flat = "RW 8 FLAT \"a\" 0\n"
+    XCTAssertFalse(try ids(base + "createType=\"monolithicFlat\"\n" + flat).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType = \"monolithicFlat\"\n" + flat).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "# createType=\"streamOptimized\"\ncreateType=\"monolithicFlat\"\n" + flat)
+      .contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids("version=1\nparentCID=ffffffff\nCID=1\ncreateType=\"monolithicFlat\"\n" + flat)
+      .contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType=\"monolithicFlat\"\ncreateType=\"vmfs\"\n" + flat).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType=\"monolithicFlat\"\n" + flat + "RDONLY 8 FLAT \"b\" 0\n").contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(try ids(base + "createType=\"monolithicFlat\"\nrw 8 flat \"b\" 0\n").contains("vmdk.descriptor-ambiguous"))
+    // A parent hint only qemu sees (in a comment) is still a file qemu would open.
+    let hidden = try XCTUnwrap(try P.info(VMDKProbe.self, Array((base + "createType=\"monolithicFlat\"\n# parentFileNameHint=\"/etc/base.vmdk\"\n" + flat).utf8)))
+    XCTAssertTrue(P.ids(hidden).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertTrue(hidden.externalReferences.contains(ExternalReference(kind: "parent-hint", name: "/etc/base.vmdk")))
+    // In a sparse file's embedded descriptor too.
+    var b = SparseBuilder()
+    b.extraDescriptorLines = ["#parentFileNameHint=\"x.vmdk\""]
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.image())).contains("vmdk.descriptor-ambiguous"))
+  }
+
   func testDescriptorFileTooLargeAndTrailingBytes() throws {
     var big = Array("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8)
     big += [UInt8](repeating: 0x0a, count: VMDKProbe.Limits.maxDescriptorBytes + 10 - big.count)
@@ -250,6 +275,12 @@ final class VMDKTests: XCTestCase {
     b = SparseBuilder()
     b.descriptorOffset = 2
     XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.image())).contains("vmdk.descriptor-offset"))
+    // Sector 1 holds a second descriptor with a parent hint: qemu reads its CID and parent there.
+    var img = b.image()
+    img.vkPut(Array("parentFileNameHint=\"/etc/base.vmdk\"\n".utf8), at: 512)
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, img))
+    XCTAssertTrue(P.ids(info).contains("vmdk.descriptor-ambiguous"))
+    XCTAssertEqual(info.externalReferences.map(\.name), ["/etc/base.vmdk"])
   }
 
   func testDescriptorOverrun() throws {
@@ -361,6 +392,20 @@ final class VMDKTests: XCTestCase {
     XCTAssertEqual(info.virtualSize, 4096 * 512, "the footer takes precedence, as in qemu")
   }
 
+  func testSeSparse() throws {
+    var h = [UInt8](repeating: 0, count: 4096)
+    h.vkPut64(0xcafe_babe, at: 0)          // magic
+    h.vkPut64(0x2_0000_0001, at: 8)        // version
+    h.vkPut64(2048, at: 16)                // capacity (sectors)
+    h.vkPut64(8, at: 24)                   // grain_size (sectors)
+    let info = try XCTUnwrap(try P.info(VMDKProbe.self, h))
+    XCTAssertEqual(info.subformat, "seSparse")
+    XCTAssertEqual(info.virtualSize, 1 << 20)
+    XCTAssertEqual(P.ids(info), ["vmdk.no-descriptor"])
+    h.vkPut64(3, at: 8)
+    XCTAssertNil(try P.info(VMDKProbe.self, h))
+  }
+
   // MARK: COWD
 
   func testCOWD() throws {
@@ -381,5 +426,268 @@ final class VMDKTests: XCTestCase {
     XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, h)).contains("vmdk.gd-out-of-range"))
     h.vkPut32(3, at: 16)
     XCTAssertEqual(P.error(VMDKProbe.self, h)?.finding, "vmdk.grain-size")
+  }
+}
+
+/// Deep checks: every valid qemu-img fixture is clean; hand-built corruptions are found.
+final class VMDKCheckTests: XCTestCase {
+  typealias P = VMDKFamily
+
+  func check(_ bytes: [UInt8]) throws -> CheckReport {
+    let ctx = try P.ctx(bytes)
+    let info = try XCTUnwrap(try VMDKProbe.probe(ctx))
+    return VMDKProbe.deepCheck(ctx, info)
+  }
+
+  func ids(_ r: CheckReport) -> [String] { r.findings.map(\.id) }
+
+  func testFixturesAreClean() throws {
+    var checked = 0
+    for entry in try Fixtures.manifest("vmdk") {
+      let path = try Fixtures.path("vmdk", entry.file)
+      let source = try FileSource(path: path)
+      let ctx = try ProbeContext(source: source)
+      for probe in [VMDKProbe.self, VDIProbe.self, PloopProbe.self] as [any DeepCheckable.Type] {
+        guard let info = try? probe.probe(ctx) else { continue }
+        let r = probe.deepCheck(ctx, info)
+        XCTAssertEqual(r.findings.map(\.message), [], entry.file)
+        XCTAssertEqual(r.counts.json.at("corruptions")?.uint ?? 0, 0, entry.file)
+        XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 0, entry.file)
+        XCTAssertEqual(r.counts.json.at("leaks")?.uint ?? 0, 0, entry.file)
+        checked += 1
+      }
+    }
+    XCTAssertGreaterThan(checked, 10)
+  }
+
+  // Builder layout (sectors): 0 header, 1-20 descriptor, 21 RGD, 22-25 RGT, 26 GD, 27-30 GT,
+  // grain 0 at 128, grain 3 at 256.
+  let gdAt = 26 * 512, gtAt = 27 * 512, rgtAt = 22 * 512
+
+  func testBuilderImageIsClean() throws {
+    let r = try check(SparseBuilder().image())
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 2)
+    XCTAssertEqual(r.counts.json.at("total-clusters")?.uint, 16)
+    XCTAssertEqual(r.counts.json.at("rgd-mismatches")?.uint, 0)
+  }
+
+  func testDirectoriesOutOfRange() throws {
+    var b = SparseBuilder()
+    var img = b.image()
+    img.vkPut64(100_000, at: 56)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.gd-out-of-range"])
+    img = b.image()
+    img.vkPut64(100_000, at: 48)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.gd-out-of-range"])
+    b.gdOffset = 0
+    b.rgdOffset = 0
+    b.flags = 1
+    XCTAssertTrue(P.ids(try P.info(VMDKProbe.self, b.header() + [UInt8](repeating: 0, count: 65536))).contains("vmdk.gd-out-of-range"))
+  }
+
+  func testGrainTableFindings() throws {
+    var img = SparseBuilder().image()
+    img.vkPut32(999_999, at: gdAt)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.gt-out-of-range"])
+    img = SparseBuilder().image()
+    img.vkPut32(1, at: gdAt)  // GT on top of the descriptor
+    XCTAssert(ids(try check(img)).contains("vmdk.gt-overlap"))
+    img = SparseBuilder().image()
+    img.vkPut32(22, at: gdAt)  // GT shares the redundant GT's sectors
+    XCTAssert(ids(try check(img)).contains("vmdk.gt-overlap"))
+  }
+
+  func testGrainFindings() throws {
+    var img = SparseBuilder().image()
+    img.vkPut32(999_999, at: gtAt + 4)
+    img.vkPut32(999_999, at: rgtAt + 4)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-out-of-range"])
+    img = SparseBuilder().image()
+    img.vkPut32(128, at: gtAt + 20 * 4)  // guest grain 20 is beyond the 16-grain capacity
+    img.vkPut32(128, at: rgtAt + 20 * 4)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-out-of-range"])
+    img = SparseBuilder().image()
+    img.vkPut32(128, at: gtAt + 4)  // guest grain 1 shares grain 0's sectors
+    img.vkPut32(128, at: rgtAt + 4)
+    let dup = try check(img)
+    XCTAssertEqual(ids(dup), ["vmdk.grain-overlap"])
+    XCTAssertEqual(dup.counts.json.at("corruptions")?.uint, 1)
+    img = SparseBuilder().image()
+    img.vkPut32(24, at: gtAt + 4)  // on top of the redundant grain table
+    img.vkPut32(24, at: rgtAt + 4)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-overlap"])
+    img = SparseBuilder().image()
+    img.vkPut32(130, at: gtAt + 8)
+    img.vkPut32(130, at: rgtAt + 8)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-unaligned"])
+  }
+
+  func testRedundantDirectoryMismatch() throws {
+    var img = SparseBuilder().image()
+    img.vkPut32(0, at: rgtAt + 3 * 4)
+    let r = try check(img)
+    XCTAssertEqual(ids(r), ["vmdk.rgd-mismatch"])
+    XCTAssertEqual(r.counts.json.at("rgd-mismatches")?.uint, 1)
+    img = SparseBuilder().image()
+    img.vkPut32(0, at: 21 * 512)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.rgd-mismatch"])
+  }
+
+  func testLeakedGrain() throws {
+    var img = SparseBuilder().image()
+    img += [UInt8](repeating: 7, count: 128 * 512)  // a grain no table uses
+    let r = try check(img)
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("leaks")?.uint, 1)
+  }
+
+  func testZeroedGrainEntries() throws {
+    var b = SparseBuilder()
+    b.version = 2
+    b.flags |= 1 << 2
+    var img = b.image()
+    img.vkPut32(1, at: gtAt + 5 * 4)
+    img.vkPut32(1, at: rgtAt + 5 * 4)
+    let r = try check(img)
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("zero-clusters")?.uint, 1)
+  }
+
+  func testManyFindingsAreCapped() throws {
+    var img = SparseBuilder().image()
+    for e in 0..<16 { img.vkPut32(999_999, at: gtAt + e * 4); img.vkPut32(999_999, at: rgtAt + e * 4) }
+    for e in 16..<40 { img.vkPut32(128, at: gtAt + e * 4); img.vkPut32(128, at: rgtAt + e * 4) }
+    let r = try check(img)
+    XCTAssertLessThanOrEqual(r.findings.count, 2 * (VMDKProbe.Limits.maxFindingsPerKind + 1))
+    XCTAssertEqual(r.counts.json.at("corruptions")?.uint, 40)
+  }
+
+  // MARK: streamOptimized
+
+  func testStreamLikeVMwareIsClean() throws {
+    let r = try check(SparseBuilder().streamOptimized())
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("stream-grains")?.uint, 2)
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 2)
+  }
+
+  func testGrainMarkerMismatch() throws {
+    var img = SparseBuilder().streamOptimized()
+    img.vkPut64(4096, at: SparseBuilder().streamGrainSectors[1] * 512)  // grain 3's marker claims another lba
+    let got = ids(try check(img))
+    XCTAssert(got.contains("vmdk.grain-marker"), "\(got)")
+    XCTAssert(got.contains("vmdk.marker-invalid"), "\(got)")
+  }
+
+  func testMarkerInvalid() throws {
+    let gtMarker = SparseBuilder().streamGTMarkerSector
+    var img = SparseBuilder().streamOptimized()
+    img.vkPut32(0x7fff_ffff, at: 128 * 512 + 8)  // absurd compressed size
+    XCTAssert(ids(try check(img)).contains("vmdk.marker-invalid"))
+    img = SparseBuilder().streamOptimized()
+    // The GT marker after the two grains: unknown type.
+    img.vkPut32(9, at: gtMarker * 512 + 12)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.marker-invalid"])
+    img = SparseBuilder().streamOptimized()
+    img.vkPut64(7, at: gtMarker * 512)  // GT marker with the wrong sector count
+    XCTAssertEqual(ids(try check(img)), ["vmdk.marker-invalid"])
+  }
+
+  func testGrainInflate() throws {
+    let b = SparseBuilder()
+    var img = b.streamOptimized()
+    img[b.streamGrainSectors[1] * 512 + 12 + 2 + 5 + 100] ^= 0xff  // adler-32 no longer matches
+    let r = try check(img)
+    XCTAssertEqual(ids(r), ["vmdk.grain-inflate"])
+    XCTAssertEqual(r.counts.json.at("inflated-grains")?.uint, 2)
+    img = b.streamOptimized()
+    img[b.streamGrainSectors[0] * 512 + 12] = 0x00  // not a zlib header
+    XCTAssertEqual(ids(try check(img)), ["vmdk.grain-inflate"])
+  }
+
+  func testStreamTrailingData() throws {
+    // A qemu-style stream (GD given in the header), then an end-of-stream marker and junk.
+    var img = SparseBuilder().streamOptimized()
+    let gd = img.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: img.count - 1024 + 56, as: UInt64.self) }
+    img.vkPut64(gd, at: 56)
+    img += [UInt8](repeating: 0x55, count: 512)
+    XCTAssertEqual(ids(try check(img)), ["vmdk.stream-trailing-data"])
+  }
+
+  // MARK: other layouts
+
+  func testCOWDCheck() throws {
+    var h = [UInt8](repeating: 0, count: 4 * 512 + 512 + 4096 * 4 + 512)
+    h.vkPut(Array("COWD".utf8), at: 0)
+    h.vkPut32(1, at: 4)        // version
+    h.vkPut32(8192, at: 12)    // numSectors
+    h.vkPut32(1, at: 16)       // grainSize: 1 sector
+    h.vkPut32(4, at: 20)       // gdOffset
+    h.vkPut32(2, at: 24)       // numGDEntries
+    h.vkPut32(5, at: 4 * 512)  // GD[0] -> GT at sector 5
+    h.vkPut32(0, at: 4 * 512 + 4)
+    h.vkPut32(37, at: 5 * 512)  // guest sector 0 at sector 37
+    var r = try check(h)
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("allocated-clusters")?.uint, 1)
+    h.vkPut32(1_000_000, at: 5 * 512 + 4)
+    r = try check(h)
+    XCTAssertEqual(ids(r), ["vmdk.grain-out-of-range"])
+  }
+
+  func testDescriptorFileHasNothingToWalk() throws {
+    let r = try check(Array("version=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8))
+    XCTAssertEqual(ids(r), [])
+    XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 0)
+  }
+
+  func testBrokenHeaderInCheck() throws {
+    var img = SparseBuilder().image()
+    let ctx = try P.ctx(img)
+    let info = try XCTUnwrap(try VMDKProbe.probe(ctx))
+    img.vkPut32(9, at: 4)
+    let r = VMDKProbe.deepCheck(try P.ctx(img), info)
+    XCTAssertEqual(ids(r), ["vmdk.version"])
+    XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 1)
+  }
+}
+
+/// Seeded random mutations of valid images: every probe and deep check must return or throw an
+/// ImageError, never trap (a trap is a denial of service).
+final class VMDKFamilyMutationTests: XCTestCase {
+  struct Rng { var s: UInt64; mutating func next() -> UInt64 { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s } }
+
+  func testMutationsNeverTrap() throws {
+    let seeds: [[UInt8]] = [SparseBuilder().image(), SparseBuilder().streamOptimized(), VDIBuilder().image(),
+                            PloopBuilder().image(),
+                            Array("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\" 0\n".utf8)]
+    var rng = Rng(s: 0x9e37_79b9_7f4a_7c15)
+    let interesting: [UInt32] = [0, 1, 0xffff_ffff, 0x7fff_ffff, 0x8000_0000, 512, 0x200000, 0xffff_fffe]
+    var runs = 0
+    for seed in seeds {
+      for _ in 0..<400 {
+        var b = seed
+        for _ in 0..<(1 + Int(rng.next() % 4)) {
+          // Mutate mostly the header and first tables, sometimes anywhere.
+          let span = rng.next() % 4 == 0 ? b.count : min(b.count, 0x600)
+          let at = Int(rng.next() % UInt64(span))
+          switch rng.next() % 3 {
+          case 0: b[at] = UInt8(truncatingIfNeeded: rng.next())
+          case 1 where at + 4 <= b.count: b.vkPut32(interesting[Int(rng.next() % UInt64(interesting.count))], at: at & ~3)
+          default: if at + 8 <= b.count { b.vkPut64(rng.next(), at: at & ~7) }
+          }
+        }
+        if rng.next() % 8 == 0 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count + 1)))) }
+        let ctx = try ProbeContext(source: MemorySource(b))
+        for probe in [VMDKProbe.self, VDIProbe.self, PloopProbe.self] as [any DeepCheckable.Type] {
+          // The check must survive headers the probe refused, too.
+          let info = (try? probe.probe(ctx)) ?? ImageInfo(probe: probe.id, qemuFormat: "vmdk", diskFormat: .vmdk)
+          _ = probe.deepCheck(ctx, info)
+        }
+        runs += 1
+      }
+    }
+    XCTAssertEqual(runs, 2000)
   }
 }

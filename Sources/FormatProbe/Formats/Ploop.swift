@@ -154,7 +154,8 @@ public enum PloopProbe: DeepCheckable {
     let tracked = min(slots, Limits.maxTrackedClusters)
     var seen = [UInt64](repeating: 0, count: Int((tracked + 63) / 64))
     var allocated: UInt64 = 0, corruptions: UInt64 = 0, checkErrors: UInt64 = 0
-    var imageEnd = dataStartBytes
+    var highest = dataStartBytes, fragmented: UInt64 = 0
+    var previous: UInt64?
     var out: [(UInt64, UInt32)] = [], dup: [(UInt64, UInt32)] = []
     var outCount: UInt64 = 0, dupCount: UInt64 = 0
     let total = UInt64(h.batEntries)
@@ -174,17 +175,21 @@ public enum PloopProbe: DeepCheckable {
       bytes.withUnsafeBytes { raw in
         for i in 0..<Int(n) {
           let e = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
-          if e == 0 { continue }
+          if e == 0 { previous = nil; continue }
           allocated += 1
           let entry = index + UInt64(i)
           let start = UInt64(e) * h.offsetMultiplier * 512  // < 2^32 * 2^22 * 2^9: no overflow
+          // qemu-img's counters: the end of the furthest cluster (even outside the file) and
+          // clusters that do not follow the previous entry's.
+          highest = max(highest, start + cluster)
+          if let p = previous, p + cluster != start { fragmented += 1 }
+          previous = start
           if start < dataStartBytes || start + cluster > ctx.size {
             corruptions += 1
             outCount += 1
             if out.count < maxShown { out.append((entry, e)) }
             continue
           }
-          imageEnd = max(imageEnd, start + cluster)
           let slot = start / cluster
           if start % cluster == 0, slot < tracked {
             let w = Int(slot >> 6), b = UInt64(1) << (slot & 63)
@@ -217,10 +222,12 @@ public enum PloopProbe: DeepCheckable {
     }
     report.counts.set("check-errors", checkErrors)
     report.counts.set("corruptions", corruptions)
-    report.counts.set("leaks", 0)
+    // qemu counts the clusters past the last used one as leaks (it truncates them on repair).
+    report.counts.set("leaks", ctx.size > highest ? Checked.ceilDiv(ctx.size - highest, cluster) : 0)
     report.counts.set("allocated-clusters", allocated)
     report.counts.set("total-clusters", total)
-    report.counts.set("image-end-offset", imageEnd)
+    report.counts.set("image-end-offset", highest)
+    report.counts.set("fragmented-clusters", fragmented)
     return report
   }
 }

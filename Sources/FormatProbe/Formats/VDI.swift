@@ -232,6 +232,7 @@ public enum VDIProbe: DeepCheckable {
     let tracked = min(fitting, Limits.maxTrackedBlocks)
     var seen = [UInt64](repeating: 0, count: Int((tracked + 63) / 64))
     var allocated: UInt64 = 0, zero: UInt64 = 0, corruptions: UInt64 = 0, checkErrors: UInt64 = 0
+    var distinct: UInt64 = 0
     var outOfRange: [(UInt64, UInt32)] = [], duplicates: [(UInt64, UInt32)] = []
     var outCount: UInt64 = 0, dupCount: UInt64 = 0
     var index: UInt64 = 0
@@ -252,7 +253,8 @@ public enum VDIProbe: DeepCheckable {
           let e = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
           if e == unallocated { continue }
           if e == zeroBlock { zero += 1; continue }
-          allocated += 1
+          // Like qemu, an entry counts as allocated only when it names a block of the disk.
+          if UInt64(e) < total { allocated += 1 }
           let entry = index + UInt64(i)
           if UInt64(e) >= fitting || UInt64(e) >= total {
             corruptions += 1
@@ -262,6 +264,7 @@ public enum VDIProbe: DeepCheckable {
           }
           if UInt64(e) < tracked {
             let w = Int(e >> 6), b = UInt64(1) << UInt64(e & 63)
+            if seen[w] & b == 0 { distinct += 1 }
             if seen[w] & b != 0 {
               corruptions += 1
               dupCount += 1
@@ -301,7 +304,8 @@ public enum VDIProbe: DeepCheckable {
     }
     report.counts.set("check-errors", checkErrors)
     report.counts.set("corruptions", corruptions)
-    report.counts.set("leaks", 0)
+    // Data blocks the file holds that no disk block uses (space a compaction would free).
+    report.counts.set("leaks", fitting <= Limits.maxTrackedBlocks && fitting > distinct ? fitting - distinct : 0)
     report.counts.set("allocated-clusters", allocated)
     report.counts.set("zero-clusters", zero)
     report.counts.set("total-clusters", total)

@@ -190,6 +190,11 @@ public enum VMDKProbe: FormatProbe {
     let r = ctx.headReader(format)
     if r.matches(magicKDMV, at: 0) { return try sparse(ctx) }
     if r.matches(magicCOWD, at: 0) { return try cowd(ctx) }
+    if let m = try? r.u64LE(at: 0, "magic"), m == seSparseMagic, let v = try? r.u64LE(at: 8, "version"),
+       v == seSparseVersion
+    {
+      return try seSparse(ctx)
+    }
     if VMDKDescriptor.looksLikeDescriptor(ctx.head[...]) { return try descriptorFile(ctx) }
     return nil
   }
@@ -299,8 +304,9 @@ public enum VMDKProbe: FormatProbe {
 
     // The embedded descriptor.
     var desc: VMDKDescriptor?
+    var pendingReferences: [ExternalReference] = []
     if h.descriptorOffset != 0 {
-      let d = try embeddedDescriptor(ctx, h, &findings)
+      let d = try embeddedDescriptor(ctx, h, &findings, &pendingReferences)
       // qemu writes the extents of a twoGbMaxExtentSparse disk with an all-NUL descriptor region.
       desc = d.isEmpty ? nil : d
     }
@@ -333,6 +339,7 @@ public enum VMDKProbe: FormatProbe {
     } else {
       info.subformat = "sparseExtent"
     }
+    info.externalReferences += pendingReferences
     if s.footer != nil {
       info.notes.append("gdOffset is GD_AT_END: the grain directory is given by the footer at the end of the file (the layout VMware writes when streaming); the footer's header was used")
     }
@@ -358,8 +365,8 @@ public enum VMDKProbe: FormatProbe {
   }
 
   /// Reads the descriptor at descriptorOffset: descriptorSize sectors, capped at 1 MiB - 1.
-  static func embeddedDescriptor(_ ctx: ProbeContext, _ h: SparseHeader, _ findings: inout [Finding])
-    throws(ImageError) -> VMDKDescriptor
+  static func embeddedDescriptor(_ ctx: ProbeContext, _ h: SparseHeader, _ findings: inout [Finding],
+                                 _ pendingReferences: inout [ExternalReference]) throws(ImageError) -> VMDKDescriptor
   {
     let offset = try Checked.mul(h.descriptorOffset, 512, format, "descriptorOffset", at: h.base + 28)
     let declared = try Checked.mul(h.descriptorSize, 512, format, "descriptorSize", at: h.base + 36)
@@ -368,8 +375,17 @@ public enum VMDKProbe: FormatProbe {
                               "declares a \(declared)-byte descriptor; qemu and the image service read at most \(Limits.maxDescriptorBytes) bytes of it"))
     }
     if h.descriptorOffset != 1 {
-      findings.append(Finding("vmdk.descriptor-offset", .warning, field: "descriptorOffset", offset: h.base + 28,
-                              "the descriptor is at sector \(h.descriptorOffset), not 1: the image service's inspector refuses such files"))
+      findings.append(Finding("vmdk.descriptor-offset", .unsafe, field: "descriptorOffset", offset: h.base + 28,
+                              "the descriptor is at sector \(h.descriptorOffset), not 1: qemu still reads the CID and parent hint from sector 1 (vmdk_read_cid, vmdk_parent_open), VMware from the header's offset, and the image service's inspector refuses the file"))
+      // What qemu would take as the parent hint from its fixed 10 KiB window at sector 1.
+      if ctx.size > 512, let window = try? ctx.read(at: 512, count: Int(min(ctx.size - 512, 10240))) {
+        let text = Array(window.prefix { $0 != 0 })
+        if let hint = VMDKDescriptor.qemuValue(text, "parentFileNameHint"), !hint.isEmpty {
+          findings.append(Finding("vmdk.descriptor-ambiguous", .unsafe, field: "descriptor", offset: 512,
+                                  "qemu reads parentFileNameHint \"\(hint)\" from sector 1, which is not this file's descriptor"))
+          pendingReferences.append(ExternalReference(kind: "parent-hint", name: hint, offset: 512))
+        }
+      }
     }
     guard declared > 0 else {
       throw ImageError(.invalidField, format: format, field: "descriptorSize", offset: h.base + 36,
@@ -451,6 +467,15 @@ public enum VMDKProbe: FormatProbe {
       findings.append(Finding("vmdk.change-tracking", .warning, field: "changeTrackPath",
                               "the descriptor names a change-tracking file \"\(path)\"; it holds no disk data and is not opened"))
     }
+    let disagreements = d.disagreements
+    if !disagreements.isEmpty {
+      findings.append(Finding("vmdk.descriptor-ambiguous", .unsafe, field: "descriptor",
+                              "readers disagree about this descriptor: \(disagreements.joined(separator: "; "))"))
+    }
+    if let hint = d.otherReaders.qemuParentHint, !hint.isEmpty, hint != d.parentFileNameHint {
+      // qemu would open this as the backing file.
+      info.externalReferences.append(ExternalReference(kind: "parent-hint", name: hint))
+    }
     for (off, line, why) in d.unknownLines {
       findings.append(Finding("vmdk.descriptor-line", .unsafe, field: "descriptor", offset: off,
                               "descriptor line \"\(line)\" \(why): the image service's allow-list refuses it and readers may disagree on its meaning"))
@@ -531,6 +556,12 @@ public enum VMDKProbe: FormatProbe {
                               "the text ends with a NUL at \(hex(nul)) but bytes follow: qemu ignores them, other readers may not"))
     }
     commonFindings(d, &info, &findings)
+    let extentViews = d.extentDisagreements
+    if !extentViews.isEmpty {
+      findings.append(Finding("vmdk.descriptor-ambiguous", .unsafe, field: "extent",
+                              "readers disagree about the extents: \(extentViews.joined(separator: "; "))"))
+      info.notes.append("the virtual size counts every extent, as VMware does; qemu would use the RW extents only")
+    }
     if d.createType == nil {
       findings.append(Finding("vmdk.create-type", .unsafe, field: "createType",
                               "the descriptor has no createType: readers differ on how to use its extents"))
@@ -580,6 +611,29 @@ public enum VMDKProbe: FormatProbe {
     return info
   }
 
+  // MARK: seSparse
+
+  /// ESXi space-efficient sparse extent: constant header magic and version (qemu
+  /// VMDKSESparseConstHeader: magic, version, capacity, grain_size, ... all u64 little-endian).
+  static let seSparseMagic: UInt64 = 0xcafe_babe
+  static let seSparseVersion: UInt64 = 0x2_0000_0001
+
+  static func seSparse(_ ctx: ProbeContext) throws(ImageError) -> ImageInfo {
+    let r = try ctx.reader(at: 0, count: 32, format, "seSparse header")
+    let capacity = try r.u64LE(at: 16, "capacity")
+    let grain = try r.u64LE(at: 24, "grain_size")
+    let bytes = try Checked.mul(capacity, 512, format, "capacity", at: 16)
+    var info = ImageInfo(probe: id, qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "seSparse", virtualSize: bytes)
+    if Checked.isPowerOfTwo(grain), grain <= Limits.maxGrainSectors { info.clusterSize = grain * 512 }
+    var data = JSONObject()
+    data.set("create-type", "seSparse")
+    data.set("grain-size", grain)
+    info.formatSpecific = data
+    info.findings.append(Finding("vmdk.no-descriptor", .unsafe, field: "magic",
+                                 "an ESXi seSparse extent: the snapshot delta of another disk, opened only through the descriptor that names it and its parent"))
+    return info
+  }
+
   // MARK: COWD
 
   static func cowd(_ ctx: ProbeContext) throws(ImageError) -> ImageInfo {
@@ -589,6 +643,10 @@ public enum VMDKProbe: FormatProbe {
       throw ImageError(.invalidField, format: format, field: "grainSize", offset: 16,
                        "is \(h.grainSize) sectors; it must be a power of two of at most \(Limits.maxGrainSectors)",
                        finding: "vmdk.grain-size")
+    }
+    guard UInt64(h.numGDEntries) <= Limits.maxGDEntries else {
+      throw ImageError(.limitExceeded, format: format, field: "numGDEntries", offset: 24,
+                       "is \(h.numGDEntries), limit \(Limits.maxGDEntries) (qemu's)", finding: "vmdk.gd-size")
     }
     let needed = Checked.ceilDiv(UInt64(h.numSectors), UInt64(h.grainSize) * COWDHeader.gtEntries)
     var info = ImageInfo(probe: id, qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "vmfsSparse",

@@ -35,6 +35,9 @@ public struct VMDKDescriptor: Sendable, Equatable {
     public var offset: UInt64?
     /// Absolute byte offset of the line in the input.
     public var lineOffset: UInt64
+    /// Access and type exactly as written (qemu compares them case-sensitively).
+    public var accessAsWritten = ""
+    public var typeAsWritten = ""
   }
 
   public var version: String?
@@ -56,8 +59,27 @@ public struct VMDKDescriptor: Sendable, Equatable {
   public var unknownLines: [(UInt64, String, String)] = []
   /// Whether the first line is `# Disk DescriptorFile`.
   public var hasSignature = false
+  /// Known header keys given more than once.
+  public var duplicateKeys: [String] = []
+  /// The same facts as qemu and the image service extract them (see `OtherReaders`).
+  public var otherReaders = OtherReaders()
+
+  /// qemu does not parse descriptor lines: it finds the first occurrence of `createType`,
+  /// `parentFileNameHint`, `CID` and `parentCID` anywhere in the text (`strstr`, even inside a
+  /// comment or another value), skips two characters (`="`) and reads up to the next quote
+  /// (block/vmdk.c vmdk_parse_description, vmdk_read_cid). The image service looks for the first
+  /// `createtype="` in the lower-cased text. Where their answer differs from the line-by-line
+  /// parse, readers disagree about the disk.
+  public struct OtherReaders: Sendable, Equatable {
+    public var qemuCreateType: String?
+    public var qemuParentHint: String?
+    public var qemuCID: UInt32?
+    public var qemuParentCID: UInt32?
+    public var inspectorCreateType: String?
+  }
   /// Lines read.
   public var lineCount = 0
+  var seenKeys = Set<String>()
   /// Lines that are not empty (bounded by `Limits.maxLines`).
   public var contentLines = 0
 
@@ -151,7 +173,107 @@ public struct VMDKDescriptor: Sendable, Equatable {
       if d.encoding?.lowercased() == "windows-1252" { windows1252 = true }
       lineStart = next
     }
+    d.otherReaders = otherReaders(Array(bytes[start..<end]))
     return d
+  }
+
+  static func find(_ hay: [UInt8], _ needle: [UInt8], caseInsensitive: Bool = false) -> Int? {
+    guard needle.count <= hay.count else { return nil }
+    let fold: (UInt8) -> UInt8 = { caseInsensitive && $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 }
+    let first = fold(needle[0])
+    var i = 0
+    while i <= hay.count - needle.count {
+      if fold(hay[i]) == first {
+        var j = 1
+        while j < needle.count, fold(hay[i + j]) == fold(needle[j]) { j += 1 }
+        if j == needle.count { return i }
+      }
+      i += 1
+    }
+    return nil
+  }
+
+  /// qemu's vmdk_parse_description: skip the name and two characters, read up to a quote.
+  static func qemuValue(_ text: [UInt8], _ key: String) -> String? {
+    guard let at = find(text, Array(key.utf8)) else { return nil }
+    let from = at + key.utf8.count + 2
+    guard from < text.count, let close = text[from...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+    return String(decoding: text[from..<close], as: UTF8.self)
+  }
+
+  /// qemu's vmdk_read_cid: skip `CID=` (or `parentCID=`), then `%x`.
+  static func qemuHex(_ text: [UInt8], _ key: String) -> UInt32? {
+    guard let at = find(text, Array(key.utf8)) else { return nil }
+    var i = at + key.utf8.count + 1
+    while i < text.count, text[i] == 0x20 || text[i] == 0x09 { i += 1 }
+    if i + 1 < text.count, text[i] == UInt8(ascii: "0"), text[i + 1] | 0x20 == UInt8(ascii: "x") { i += 2 }
+    var v: UInt64 = 0
+    var digits = 0
+    while i < text.count, let d = hexDigit(text[i]) {
+      v = (v << 4 | UInt64(d)) & 0xffff_ffff
+      digits += 1
+      i += 1
+    }
+    return digits > 0 ? UInt32(v) : nil
+  }
+
+  static func hexDigit(_ c: UInt8) -> UInt8? {
+    switch c {
+    case 0x30...0x39: return c - 0x30
+    case 0x41...0x46: return c - 0x41 + 10
+    case 0x61...0x66: return c - 0x61 + 10
+    default: return nil
+    }
+  }
+
+  static func otherReaders(_ text: [UInt8]) -> OtherReaders {
+    var o = OtherReaders()
+    o.qemuCreateType = qemuValue(text, "createType")
+    o.qemuParentHint = qemuValue(text, "parentFileNameHint")
+    o.qemuCID = qemuHex(text, "CID")
+    o.qemuParentCID = qemuHex(text, "parentCID")
+    let key = Array("createtype=\"".utf8)
+    if let at = find(text, key, caseInsensitive: true) {
+      let from = at + key.count
+      if let close = text[from...].firstIndex(of: UInt8(ascii: "\"")), close - from < 64 {
+        o.inspectorCreateType = String(decoding: text[from..<close], as: UTF8.self).lowercased()
+      }
+    }
+    return o
+  }
+
+  /// Where qemu or the image service read something else than the line-by-line parse.
+  public var disagreements: [String] {
+    var out: [String] = []
+    let o = otherReaders
+    if o.qemuCreateType != createType {
+      out.append("qemu reads createType as \(o.qemuCreateType.map { "\"\($0)\"" } ?? "absent"), the descriptor's line says \(createType.map { "\"\($0)\"" } ?? "nothing")")
+    }
+    if o.inspectorCreateType != createType?.lowercased() {
+      out.append("the image service reads createType as \(o.inspectorCreateType.map { "\"\($0)\"" } ?? "absent")")
+    }
+    if o.qemuParentHint != parentFileNameHint {
+      out.append("qemu reads parentFileNameHint as \(o.qemuParentHint.map { "\"\($0)\"" } ?? "absent"), the descriptor's line says \(parentFileNameHint.map { "\"\($0)\"" } ?? "nothing")")
+    }
+    if let c = cid, o.qemuCID != c { out.append("qemu reads CID as \(o.qemuCID.map { String($0, radix: 16) } ?? "absent"), the line says \(String(c, radix: 16))") }
+    if let p = parentCID, o.qemuParentCID != p {
+      out.append("qemu reads parentCID as \(o.qemuParentCID.map { String($0, radix: 16) } ?? "absent"), the line says \(String(p, radix: 16))")
+    }
+    if !duplicateKeys.isEmpty { out.append("keys given more than once: \(duplicateKeys.joined(separator: ", "))") }
+    return out
+  }
+
+  /// For descriptor files: qemu opens only extents whose access is exactly "RW" and refuses
+  /// types not written in upper case (vmdk_parse_extents); VMware uses RDONLY extents too.
+  public var extentDisagreements: [String] {
+    var out: [String] = []
+    for (i, e) in extents.enumerated().prefix(Limits.maxUnknown) {
+      if e.accessAsWritten != "RW" {
+        out.append("qemu ignores extent \(i + 1) (access \"\(e.accessAsWritten)\"), other readers use it")
+      }
+      if e.typeAsWritten != e.type { out.append("qemu refuses extent \(i + 1)'s type \"\(e.typeAsWritten)\" (not upper case)") }
+    }
+    return out
   }
 
   mutating func take(line: Substring, offset: UInt64, first: Bool, format: String) throws(ImageError) {
@@ -184,6 +306,15 @@ public struct VMDKDescriptor: Sendable, Equatable {
       if lower.hasPrefix("ddb.") {
         if ddb.count < Limits.maxDDB { ddb.append((String(key.dropFirst(4)), value)) }
         return
+      }
+      let known = ["version", "encoding", "cid", "parentcid", "createtype", "isnativesnapshot", "parentfilenamehint",
+                   "changetrackpath"]
+      if known.contains(lower) {
+        guard !seenKeys.contains(lower) else {
+          if duplicateKeys.count < Limits.maxUnknown { duplicateKeys.append(String(key)) }
+          return  // the first occurrence wins, as in qemu
+        }
+        seenKeys.insert(lower)
       }
       switch lower {
       case "version": version = value
@@ -218,11 +349,14 @@ public struct VMDKDescriptor: Sendable, Equatable {
       rest = rest.dropFirst(w.count)
       return w
     }
-    let access = word().uppercased()
+    let rawAccess = word()
     guard let sectors = UInt64(word()) else { return nil }
-    let type = word().uppercased()
+    let rawType = word()
+    let access = rawAccess.uppercased(), type = rawType.uppercased()
     guard !type.isEmpty else { return nil }
     var e = Extent(access: access, sectors: sectors, type: type, filename: nil, offset: nil, lineOffset: offset)
+    e.accessAsWritten = String(rawAccess)
+    e.typeAsWritten = String(rawType)
     rest = rest.drop { $0 == " " || $0 == "\t" }
     if rest.isEmpty { return type == "ZERO" ? e : nil }
     guard rest.first == "\"" else { return nil }

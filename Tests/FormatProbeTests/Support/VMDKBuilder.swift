@@ -101,6 +101,40 @@ struct SparseBuilder {
     return out
   }
 
+  /// Guest grain `g` compressed as a zlib stream of stored (uncompressed) deflate blocks: valid
+  /// zlib that any inflater accepts, built without a compressor.
+  func streamPayload(_ g: Int) -> [UInt8] {
+    let data = [UInt8](repeating: UInt8(truncatingIfNeeded: g + 1), count: Int(grainSize) * 512)
+    var out: [UInt8] = [0x78, 0x01]
+    var i = 0
+    repeat {
+      let n = min(65535, data.count - i)
+      let final: UInt8 = i + n == data.count ? 1 : 0
+      out += [final, UInt8(n & 0xff), UInt8(n >> 8), UInt8(~n & 0xff), UInt8((~n >> 8) & 0xff)]
+      out += data[i..<(i + n)]
+      i += n
+    } while i < data.count
+    var a: UInt32 = 1, b: UInt32 = 0
+    for x in data { a = (a + UInt32(x)) % 65521; b = (b + a) % 65521 }
+    let adler = b << 16 | a
+    out += [UInt8(adler >> 24), UInt8((adler >> 16) & 0xff), UInt8((adler >> 8) & 0xff), UInt8(adler & 0xff)]
+    return out
+  }
+
+  /// Sectors of the grain markers in `streamOptimized()`, in `grains` order.
+  var streamGrainSectors: [Int] {
+    var sector = Int(overHead)
+    return grains.map { g in
+      defer { sector += (12 + streamPayload(g).count + 511) / 512 }
+      return sector
+    }
+  }
+
+  /// Sector of the first grain-table marker in `streamOptimized()`.
+  var streamGTMarkerSector: Int {
+    grains.reduce(Int(overHead)) { $0 + (12 + streamPayload($1).count + 511) / 512 }
+  }
+
   /// A VMware-style streamOptimized extent: header with gdOffset = GD_AT_END, grain markers,
   /// a GT marker + GT, a GD marker + GD, footer marker + footer header, end-of-stream marker.
   /// `mutateFooter` edits the footer header before it is written.
@@ -121,7 +155,7 @@ struct SparseBuilder {
       gt[g] = UInt32(sector)
       var marker = [UInt8](repeating: 0, count: 12)
       marker.vkPut64(UInt64(g) * grainSize, at: 0)
-      let payload: [UInt8] = [0x78, 0x01] + [UInt8](repeating: UInt8(truncatingIfNeeded: g), count: 50)
+      let payload = b.streamPayload(g)
       marker.vkPut32(UInt32(payload.count), at: 8)
       out.append(contentsOf: marker + payload)
       out.vkPad(to: (out.count + 511) / 512 * 512)
