@@ -741,7 +741,7 @@ public struct OVFManifest: Sendable {
     var m = OVFManifest()
     let text = Text.utf8(bytes)
     var line = 0
-    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
+    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
       line += 1
       let l = raw.trimmingBlanks
       if l.isEmpty { continue }

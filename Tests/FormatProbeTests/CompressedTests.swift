@@ -1,0 +1,238 @@
+import Foundation
+import XCTest
+@testable import FormatProbe
+
+/// Compressed payloads and initramfs archives: headers, integrity checks, truncation, bombs, and
+/// the split of work between the compressed and ari probes.
+final class CompressedTests: XCTestCase {
+  static let work: URL = {
+    let u = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-compressed-\(getpid())")
+    try? FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+    return u
+  }()
+
+  /// Runs `command` (a shell pipeline reading `in`, writing `out`) over `data`.
+  func tool(_ data: [UInt8], _ command: String) throws -> [UInt8] {
+    let input = CompressedTests.work.appendingPathComponent("in-\(UUID().uuidString)")
+    let output = CompressedTests.work.appendingPathComponent("out-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: input); try? FileManager.default.removeItem(at: output) }
+    try Data(data).write(to: input)
+    let (rc, msg) = Fixtures.run(["bash", "-c", "\(command) < '\(input.path)' > '\(output.path)'"])
+    guard rc == 0 else { throw XCTSkip("\(command) failed: \(msg)") }
+    return [UInt8](try Data(contentsOf: output))
+  }
+
+  /// A small disk: an MBR signature and some text, then zeros.
+  static let disk: [UInt8] = {
+    var d = [UInt8](repeating: 0, count: 1 << 20)
+    d[510] = 0x55; d[511] = 0xaa
+    for (i, c) in "payload".utf8.enumerated() { d[4096 + i] = c }
+    return d
+  }()
+
+  func inspect(_ b: [UInt8]) -> InspectionResult { Inspector.inspect(MemorySource(b)) }
+  func probe(_ b: [UInt8]) throws -> ImageInfo? { try CompressedProbe.probe(try ProbeContext(source: MemorySource(b))) }
+
+  func testCRC32() {
+    XCTAssertEqual(Zlib.crc32(Array("123456789".utf8)), 0xcbf43926)
+    XCTAssertEqual(Zlib.crc32([]), 0)
+  }
+
+  func testEveryCodecInflatesToTheSamePayload() throws {
+    for (cmd, codec) in [("gzip -c", Codec.gzip), ("xz -c", .xz), ("zstd -q -c", .zstd), ("lz4 -q -c", .lz4), ("lz4 -q -l -c", .lz4Legacy)] {
+      let c = try tool(CompressedTests.disk, cmd)
+      XCTAssertEqual(Codec.sniff(c[...]), codec, cmd)
+      let h = Inflate.head(MemorySource(c), codec: codec, limit: 4 << 20)
+      XCTAssertNil(h.outcome.error, cmd)
+      XCTAssertTrue(h.outcome.complete, cmd)
+      XCTAssertEqual(h.bytes, CompressedTests.disk, cmd)
+      let info = try XCTUnwrap(try probe(c), cmd)
+      XCTAssertEqual(info.subformat, codec.rawValue)
+      XCTAssertEqual(info.virtualSize, 1 << 20, cmd)
+      XCTAssertEqual(info.children.first?.result.info?.probe, "raw", cmd)
+      XCTAssertEqual(info.findings.map(\.id), [], cmd)
+    }
+  }
+
+  func testGzipHeaderFields() throws {
+    let plain = try tool(CompressedTests.disk, "gzip -n -c")
+    let body = Array(plain[10...])  // deflate data + trailer
+    // FLG = FEXTRA | FNAME | FCOMMENT | FHCRC.
+    var h: [UInt8] = [0x1f, 0x8b, 8, 4 | 8 | 16 | 2, 0x10, 0x20, 0x30, 0x40, 2, 3]
+    h += [4, 0, 0x41, 0x42, 2, 0]         // XLEN 4, subfield
+    h += Array("disk.img".utf8) + [0]      // FNAME
+    h += Array("a comment".utf8) + [0]     // FCOMMENT
+    let crc = Zlib.crc32(h)
+    h += [UInt8(crc & 0xff), UInt8((crc >> 8) & 0xff)]
+    let parsed = try GzipHeader.parse(h + body, base: 0)
+    XCTAssertEqual(parsed.name, "disk.img")
+    XCTAssertEqual(parsed.comment, "a comment")
+    XCTAssertEqual(parsed.extraLength, 4)
+    XCTAssertEqual(parsed.mtime, 0x40302010)
+    XCTAssertEqual(parsed.length, h.count)
+    let info = try XCTUnwrap(try probe(h + body))
+    XCTAssertEqual(info.formatSpecific.json.at("original-name")?.string, "disk.img")
+    XCTAssertEqual(info.virtualSize, 1 << 20)
+    // A wrong header CRC.
+    var bad = h
+    bad[h.count - 1] ^= 0xff
+    XCTAssertThrowsError(try GzipHeader.parse(bad + body, base: 0)) { e in XCTAssertEqual((e as? ImageError)?.field, "FHCRC") }
+    // Reserved flag bits: not a gzip header.
+    var reserved = plain
+    reserved[3] = 0x20
+    XCTAssertNil(Codec.sniff(reserved[...]))
+    XCTAssertThrowsError(try GzipHeader.parse(reserved, base: 0))
+    // A name that never ends.
+    let endless: [UInt8] = [0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3] + [UInt8](repeating: 0x61, count: GzipHeader.Limits.maxText + 10)
+    XCTAssertThrowsError(try GzipHeader.parse(endless, base: 0)) { e in XCTAssertEqual((e as? ImageError)?.kind, .limitExceeded) }
+    // Headers cut short.
+    for n in [3, 4, 9, 12] { XCTAssertThrowsError(try GzipHeader.parse(Array(h.prefix(n)), base: 0)) }
+  }
+
+  func testTruncatedStream() throws {
+    let c = try tool(CompressedTests.disk, "gzip -c")
+    for cut in [8, 4, 100] {
+      let r = inspect(Array(c.dropLast(cut)))
+      let f = r.allFindings.first { $0.id == "compressed.truncated" }
+      XCTAssertEqual(f?.severity, .corrupt, "cut \(cut): \(r.allFindings.map(\.id))")
+    }
+    for cmd in ["xz -c", "zstd -q -c", "lz4 -q -c"] {
+      let x = try tool(CompressedTests.disk, cmd)
+      let r = inspect(Array(x.dropLast(12)))
+      XCTAssertTrue(r.allFindings.contains { $0.id == "compressed.truncated" }, "\(cmd): \(r.allFindings.map(\.id)) \(r.outcome)")
+    }
+  }
+
+  func testCRCAndISizeMismatch() throws {
+    var c = try tool(CompressedTests.disk, "gzip -c")
+    c[c.count - 8] ^= 1  // CRC32
+    var r = inspect(c)
+    XCTAssertEqual(r.allFindings.first { $0.id == "compressed.truncated" }?.field, "CRC32")
+    c[c.count - 8] ^= 1
+    c[c.count - 4] ^= 1  // ISIZE
+    r = inspect(c)
+    XCTAssertEqual(r.allFindings.first { $0.id == "compressed.truncated" }?.field, "ISIZE")
+    // Corrupt deflate data.
+    var d = try tool(CompressedTests.disk, "gzip -c")
+    for i in 30..<60 { d[i] = 0xff }
+    XCTAssertTrue(inspect(d).allFindings.contains { $0.id == "compressed.truncated" })
+  }
+
+  func testGarbageAfterMagicIsMalformed() {
+    let b: [UInt8] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3] + [UInt8](repeating: 0xff, count: 100)
+    let r = inspect(b)
+    guard case let .malformed(e) = r.outcome else { return XCTFail("\(r.outcome)") }
+    XCTAssertEqual(e.finding, "compressed.truncated")
+  }
+
+  func testBombOutputIsCapped() throws {
+    let zeros = [UInt8](repeating: 0, count: 64 << 20)
+    let c = try tool(zeros, "gzip -c")
+    XCTAssertLessThan(c.count, 200_000)
+    let h = Inflate.head(MemorySource(c), codec: .gzip, limit: 4 << 20)
+    XCTAssertEqual(h.bytes.count, 4 << 20)
+    XCTAssertTrue(h.outcome.hitOutputLimit)
+    var seen: UInt64 = 0
+    let o = Inflate.run(MemorySource(c), codec: .gzip, maxOutput: 1 << 40,
+                        ratioGuard: Inflate.RatioGuard(after: 8 << 20, ratio: 100)) { (p) throws(ImageError) -> Bool in
+      seen += UInt64(p.count)
+      return true
+    }
+    XCTAssertTrue(o.hitRatioGuard)
+    XCTAssertLessThan(seen, 32 << 20)
+    // The probe reports the declared size without inflating it all.
+    let info = try XCTUnwrap(try probe(c))
+    XCTAssertEqual(info.formatSpecific.json.at("uncompressed-size")?.uint, 64 << 20)
+    XCTAssertEqual(info.virtualSize, 64 << 20)
+  }
+
+  func testXzIndexAndZstdLz4ContentSize() throws {
+    let big = (0..<(5 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
+    let x = try tool(big, "xz -0 -c")
+    XCTAssertEqual(try XzIndex.uncompressedSize(try ProbeContext(source: MemorySource(x))), UInt64(big.count))
+    // Two concatenated streams: the index of the last one does not cover the file.
+    XCTAssertNil(try XzIndex.uncompressedSize(try ProbeContext(source: MemorySource(x + x))))
+    let info = try XCTUnwrap(try probe(x))
+    XCTAssertEqual(info.formatSpecific.json.at("uncompressed-size")?.uint, UInt64(big.count))
+    XCTAssertEqual(info.formatSpecific.json.at("uncompressed-size-from")?.string, "xz index")
+    let z = try tool(big, "zstd -q -1 -c --stream-size=\(big.count)")
+    XCTAssertEqual(Zstd.frameContentSize(z[...]), UInt64(big.count))
+    let l = try tool(big, "lz4 -q --content-size -c")
+    XCTAssertEqual(Lz4.frameContentSize(l[...]), UInt64(big.count))
+    XCTAssertNil(Lz4.frameContentSize(try tool(big, "lz4 -q -c")[...]))
+  }
+
+  func testTrailingDataAndPaddingAndMembers() throws {
+    let c = try tool(CompressedTests.disk, "gzip -c")
+    let garbage = try XCTUnwrap(try probe(c + Array("not gzip".utf8)))
+    XCTAssertEqual(garbage.findings.map(\.id), ["compressed.trailing-data"])
+    XCTAssertEqual(garbage.findings.first?.severity, .warning)
+    let padded = try XCTUnwrap(try probe(c + [UInt8](repeating: 0, count: 1024)))
+    XCTAssertEqual(padded.findings.map(\.id), [])
+    let two = try XCTUnwrap(try probe(c + c))
+    XCTAssertEqual(two.formatSpecific.json.at("streams")?.uint, 2)
+    XCTAssertEqual(two.virtualSize, 2 << 20)
+    let x = try tool(CompressedTests.disk, "xz -c")
+    XCTAssertEqual(try probe(x + [0, 0, 0, 0])?.findings.map(\.id), [])
+  }
+
+  func testBzip2IsRecognisedOnly() throws {
+    let b = try tool(CompressedTests.disk, "bzip2 -c")
+    let info = try XCTUnwrap(try probe(b))
+    XCTAssertEqual(info.subformat, "bzip2")
+    XCTAssertTrue(info.children.isEmpty)
+    XCTAssertEqual(Policy().verdict(inspect(b).allFindings), .safe)
+  }
+
+  // MARK: initramfs (ari)
+
+  func cpio(_ files: [(String, [UInt8])], format: String = "newc") throws -> [UInt8] {
+    let dir = CompressedTests.work.appendingPathComponent("root-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    for (n, d) in files { try Data(d).write(to: dir.appendingPathComponent(n)) }
+    let out = dir.appendingPathComponent("../\(UUID().uuidString).cpio").standardizedFileURL
+    defer { try? FileManager.default.removeItem(at: out) }
+    let (rc, msg) = Fixtures.run(["bash", "-c", "cd '\(dir.path)' && ls | cpio --quiet -o -H \(format) > '\(out.path)'"])
+    guard rc == 0 else { throw XCTSkip("cpio failed: \(msg)") }
+    return [UInt8](try Data(contentsOf: out))
+  }
+
+  func testCompressedCpioBelongsToARI() throws {
+    let archive = try cpio([("init", Array("#!/bin/sh\n".utf8)), ("x", [1, 2, 3])])
+    for cmd in ["gzip -c", "xz --check=crc32 -c", "zstd -q -c", "lz4 -q -l -c", "lz4 -q -c"] {
+      let c = try tool(archive, cmd)
+      XCTAssertNil(try probe(c), cmd)
+      let r = inspect(c)
+      XCTAssertEqual(r.info?.probe, "ari", "\(cmd): \(r.outcome)")
+      XCTAssertEqual(r.info?.formatSpecific.json.at("segments.0.names")?.array?.compactMap(\.string), ["init", "x"], cmd)
+      XCTAssertEqual(r.matches.count, 1, cmd)
+    }
+    for format in ["newc", "crc", "odc", "bin"] {
+      let a = try cpio([("init", [1])], format: format)
+      let r = inspect(a)
+      XCTAssertEqual(r.info?.probe, "ari", format)
+      XCTAssertEqual(r.info?.formatSpecific.json.at("segments.0.names.0")?.string, "init", format)
+    }
+  }
+
+  func testHostileCpio() throws {
+    var a = try cpio([("init", [UInt8](repeating: 7, count: 100))])
+    // c_filesize far beyond the archive.
+    var big = a
+    for (i, c) in "7fffffff".utf8.enumerated() { big[54 + i] = c }
+    XCTAssertThrowsError(try ARIProbe.probe(try ProbeContext(source: MemorySource(big)))) { e in
+      XCTAssertEqual((e as? ImageError)?.kind, .truncated)
+    }
+    // c_namesize 0 and not hex.
+    var zero = a
+    for (i, c) in "00000000".utf8.enumerated() { zero[94 + i] = c }
+    XCTAssertThrowsError(try ARIProbe.probe(try ProbeContext(source: MemorySource(zero))))
+    for (i, c) in "zzzzzzzz".utf8.enumerated() { a[94 + i] = c }
+    XCTAssertThrowsError(try ARIProbe.probe(try ProbeContext(source: MemorySource(a)))) { e in
+      XCTAssertEqual((e as? ImageError)?.field, "c_namesize")
+    }
+    // Truncated header.
+    XCTAssertThrowsError(try ARIProbe.probe(try ProbeContext(source: MemorySource(Array("070701000000".utf8)))))
+  }
+}
