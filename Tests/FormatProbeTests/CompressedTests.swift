@@ -12,7 +12,9 @@ final class CompressedTests: XCTestCase {
   }()
 
   /// Runs `command` (a shell pipeline reading `in`, writing `out`) over `data`.
-  func tool(_ data: [UInt8], _ command: String) throws -> [UInt8] {
+  func tool(_ data: [UInt8], _ command: String) throws -> [UInt8] { try CompressedTests.tool(data, command) }
+
+  static func tool(_ data: [UInt8], _ command: String) throws -> [UInt8] {
     let input = CompressedTests.work.appendingPathComponent("in-\(UUID().uuidString)")
     let output = CompressedTests.work.appendingPathComponent("out-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: input); try? FileManager.default.removeItem(at: output) }
@@ -234,5 +236,100 @@ final class CompressedTests: XCTestCase {
     }
     // Truncated header.
     XCTAssertThrowsError(try ARIProbe.probe(try ProbeContext(source: MemorySource(Array("070701000000".utf8)))))
+  }
+
+  // MARK: check (deep)
+
+  /// Bytes that compress a little (so no ratio guard fires) and differ everywhere.
+  static func noise(_ n: Int) -> [UInt8] { Array(noiseBytes.prefix(n)) }
+
+  static let noiseBytes: [UInt8] = {
+    var x: UInt32 = 2463534242
+    var out = [UInt8](repeating: 0, count: 6 << 20)
+    for i in 0..<out.count { x ^= x << 13; x ^= x >> 17; x ^= x << 5; out[i] = UInt8(truncatingIfNeeded: x) & 0x3f }
+    return out
+  }()
+
+  func deep(_ bytes: [UInt8], maxOutput: UInt64 = CompressedProbe.CheckLimits.maxOutput,
+            ratio: Inflate.RatioGuard = Inflate.RatioGuard(after: CompressedProbe.CheckLimits.ratioAfter, ratio: CompressedProbe.CheckLimits.maxRatio))
+    throws -> (ImageInfo, CheckReport)
+  {
+    let ctx = try ProbeContext(source: MemorySource(bytes))
+    let info = try XCTUnwrap(try CompressedProbe.probe(ctx))
+    return (info, CompressedProbe.deepCheck(ctx, info, maxOutput: maxOutput, ratioGuard: ratio))
+  }
+
+  func testValidToolOutputsCheckSafe() throws {
+    let payload = CompressedTests.disk + CompressedTests.noise(5 << 20)
+    for cmd in ["gzip -c", "xz -c", "zstd -q -c", "lz4 -q -c", "lz4 -q -l -c"] {
+      let c = try tool(payload, cmd)
+      let (info, r) = try deep(c)
+      XCTAssertEqual(info.findings.map(\.id) + r.findings.map(\.id), [], cmd)
+      XCTAssertEqual(r.counts.json["inflated-bytes"]?.uint, UInt64(payload.count), cmd)
+      XCTAssertEqual(r.counts.json["uncompressed-size"]?.uint, UInt64(payload.count), cmd)
+      XCTAssertEqual(r.counts.json["payload-format"]?.string, "raw", cmd)
+    }
+    // The production entry point (8 GiB cap, 1000:1 after 1 GiB).
+    let gz = try tool(payload, "gzip -c")
+    let ctx = try ProbeContext(source: MemorySource(gz))
+    let info = try XCTUnwrap(try CompressedProbe.probe(ctx))
+    XCTAssertEqual(CompressedProbe.deepCheck(ctx, info).findings.map(\.id), [])
+  }
+
+  func testDeepTruncationBeyondTheHead() throws {
+    let payload = CompressedTests.noise(6 << 20)
+    for cmd in ["gzip -c", "xz -c", "zstd -q -c", "lz4 -q -c"] {
+      let c = try tool(payload, cmd)
+      let (info, r) = try deep(Array(c.dropLast(c.count / 10)))
+      // Found once: by check, or already by info (xz's index sits in the damaged tail).
+      let all = info.findings + r.findings
+      XCTAssertEqual(all.map(\.id), ["compressed.truncated"], cmd)
+      XCTAssertEqual(all.first?.severity, .corrupt)
+      if cmd != "xz -c" { XCTAssertEqual(info.findings.map(\.id), [], "\(cmd): the head is intact") }
+    }
+    // gzip CRC and ISIZE beyond the head.
+    var g = try tool(payload, "gzip -c")
+    g[g.count - 6] ^= 1
+    XCTAssertEqual(try deep(g).1.findings.first?.field, "CRC32")
+  }
+
+  func testDeepTrailingData() throws {
+    let c = try tool(CompressedTests.noise(6 << 20), "gzip -c")
+    let (info, r) = try deep(c + Array("junk".utf8))
+    XCTAssertEqual(info.findings.map(\.id), [])
+    XCTAssertEqual(r.findings.map(\.id), ["compressed.trailing-data"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+  }
+
+  func testBombIsStopped() throws {
+    let c = try tool([UInt8](repeating: 0, count: 64 << 20), "zstd -q -19 -c")
+    let (_, r) = try deep(c, ratio: Inflate.RatioGuard(after: 4 << 20, ratio: 1000))
+    XCTAssertEqual(r.findings.map(\.id), ["compressed.bomb"])
+    XCTAssertEqual(r.findings.first?.severity, .unsafe)
+    XCTAssertLessThan(r.counts.json["inflated-bytes"]?.uint ?? .max, 64 << 20)
+    // The same payload under a generous guard inflates fully and is a raw disk of zeros.
+    let (_, ok) = try deep(c, ratio: Inflate.RatioGuard(after: 1 << 40, ratio: 1000))
+    XCTAssertEqual(ok.findings.map(\.id), [])
+  }
+
+  func testOutputCapLeavesTheRestUnchecked() throws {
+    let c = try tool(CompressedTests.noise(3 << 20), "xz -0 -c")
+    let (_, r) = try deep(c, maxOutput: 1 << 20)
+    XCTAssertEqual(r.findings.map(\.id), ["compressed.unchecked"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.counts.json["inflated-bytes"]?.uint, 1 << 20)
+  }
+
+  func testTempFileRoundTrip() throws {
+    let t = try TempFile()
+    let data = CompressedTests.noise(3 << 20)
+    try data.withUnsafeBytes { try t.append($0) }
+    XCTAssertEqual(t.size, UInt64(data.count))
+    XCTAssertEqual(try t.read(at: 1000, count: 10), Array(data[1000..<1010]))
+    XCTAssertEqual(try t.read(at: UInt64(data.count) - 3, count: 10).count, 3)
+    // Unlinked: the descriptor's path is gone (an anonymous O_TMPFILE inode or a deleted name).
+    let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(t.fd)")) ?? ""
+    XCTAssertTrue(link.contains("(deleted)") || link.hasPrefix("/proc") || link.isEmpty, link)
+    XCTAssertThrowsError(try TempFile(directory: "/nonexistent-dir-for-imgtool"))
   }
 }

@@ -311,4 +311,65 @@ final class OVATests: XCTestCase {
       XCTAssertEqual(Policy().verdict(r.allFindings), .safe, "\(format): \(ids(r))")
     }
   }
+
+  // MARK: check (deep)
+
+  func deep(_ bytes: [UInt8]) throws -> (ImageInfo, CheckReport) {
+    let source = MemorySource(bytes)
+    let ctx = try ProbeContext(source: source)
+    let info = try XCTUnwrap(try OVAProbe.probe(ctx))
+    return (info, OVAProbe.deepCheck(ctx, info))
+  }
+
+  func testManifestDigestsVerified() throws {
+    let (_, ok) = try deep(goodOVA())
+    XCTAssertEqual(ok.findings.map(\.id), [])
+    XCTAssertEqual(ok.counts.json["digests-verified"]?.uint, 2)
+    XCTAssertEqual(ok.counts.json["digest-mismatches"]?.uint, 0)
+  }
+
+  func testManifestMismatch() throws {
+    var bytes = goodOVA()
+    bytes[512 * 5 + 1000] ^= 0x5a  // one byte of disk.img's data
+    let (info, r) = try deep(bytes)
+    XCTAssertEqual(info.findings.map(\.id), [])  // the header walk cannot see it
+    XCTAssertEqual(r.findings.map(\.id), ["ova.manifest-mismatch"])
+    XCTAssertEqual(r.findings.first?.severity, .corrupt)
+    XCTAssertEqual(r.counts.json["digest-mismatches"]?.uint, 1)
+    // SHA-1 and SHA-512 manifests too.
+    for alg in [Digest.Algorithm.sha1, .sha512] {
+      var t = TarBuilder()
+      let ovf = Array(OVATests.ovfText.utf8)
+      t.file("app.ovf", ovf)
+      let g = Digest(alg)
+      g.update(OVATests.disk)
+      t.file("app.mf", Array("\(alg.rawValue.uppercased()) (disk.img) = \(g.finalHex())\n".utf8))
+      var changed = OVATests.disk
+      changed[7] = 1
+      t.file("disk.img", changed)
+      t.finish()
+      XCTAssertEqual(try deep(t.bytes).1.findings.map(\.id), ["ova.manifest-mismatch"], "\(alg)")
+    }
+  }
+
+  func testCompressedMemberIsDeepChecked() throws {
+    // A gzip'd disk member whose CRC is wrong beyond the 4 MiB the header probe inflates.
+    let zeros = [UInt8](repeating: 0, count: 6 << 20)
+    let gz = try CompressedTests.tool(zeros, "gzip -n -c")
+    var bad = gz
+    bad[bad.count - 8] ^= 0xff
+    let text = OVATests.ovfText.replacingOccurrences(of: "ovf:href=\"disk.img\"", with: "ovf:href=\"disk.img.gz\" ovf:compression=\"gzip\"")
+    for (data, expect) in [(gz, [String]()), (bad, ["compressed.truncated"])] {
+      var t = TarBuilder()
+      t.file("app.ovf", Array(text.utf8))
+      t.file("disk.img.gz", data)
+      t.finish()
+      let (info, r) = try deep(t.bytes)
+      XCTAssertEqual(info.children.first?.result.info?.probe, "compressed")
+      XCTAssertEqual(r.findings.map(\.id), expect)
+      XCTAssertEqual(r.counts.json.at("members-checked")?.uint, 1)
+      XCTAssertEqual(r.counts.json["members"]?["disk.img.gz"]?["inflated-bytes"]?.uint, UInt64(zeros.count))
+      if let f = r.findings.first { XCTAssertTrue(f.message.hasPrefix("disk.img.gz: "), f.message) }
+    }
+  }
 }

@@ -52,8 +52,11 @@ public enum CompressedProbe: FormatProbe {
         fs.set("isize", isize)
         if ctx.size < (1 << 32) / Limits.deflateMaxRatio { size = isize; sizeSource = "ISIZE" }
       case .xz:
-        size = try XzIndex.uncompressedSize(ctx)
         sizeSource = "xz index"
+        do { size = try XzIndex.uncompressedSize(ctx) } catch {
+          if error.kind == .needsSeekable { break }
+          info.findings.append(Finding(corrupt: error, id: error.finding ?? "compressed.truncated"))
+        }
       case .zstd:
         size = Zstd.frameContentSize(ctx.head[...])
         sizeSource = "zstd frame header"
