@@ -178,6 +178,56 @@ final class OVATests: XCTestCase {
     XCTAssertEqual(try Tar.walk(MemorySource(g.bytes)).error?.kind, .invalidField)
   }
 
+  func testMalformedHeaderFieldIsAFinding() throws {
+    let bytes = goodOVA { t in t.add(TarBuilder.Header(name: "x", sizeField: Array("12x45\u{0}".utf8)), data: []) }
+    let f = inspect(bytes).allFindings.first { $0.id == "ova.malformed" }
+    XCTAssertEqual(f?.severity, .corrupt)
+    XCTAssertEqual(f?.field, "size")
+  }
+
+  func testMultipleDescriptorsAndMalformedManifest() throws {
+    let r = inspect(goodOVA { t in
+      t.file("second.ovf", Array(OVATests.ovfText.utf8))
+      t.file("extra.mf", [])
+    })
+    XCTAssertEqual(r.allFindings.first { $0.id == "ova.multiple-descriptors" }?.severity, .warning)
+    var t = TarBuilder()
+    let ovf = Array(OVATests.ovfText.utf8)
+    t.file("app.ovf", ovf)
+    t.file("app.mf", Array("this is not a manifest\n".utf8) + manifest([("app.ovf", ovf), ("disk.img", OVATests.disk)]))
+    t.file("disk.img", OVATests.disk)
+    t.finish()
+    let m = inspect(t.bytes).allFindings
+    XCTAssertEqual(m.map(\.id), ["ova.manifest-malformed"])
+    XCTAssertEqual(m.first?.severity, .warning)
+  }
+
+  func testMalformedDescriptorInsideOVA() throws {
+    var t = TarBuilder()
+    t.file("app.ovf", Array("<?xml version=\"1.0\"?><Envelope><References>".utf8))
+    t.file("disk.img", OVATests.disk)
+    t.finish()
+    let r = inspect(t.bytes)
+    XCTAssertEqual(r.info?.containerFormat, .ova)
+    XCTAssertEqual(r.allFindings.first { $0.id == "ovf.malformed" }?.severity, .corrupt)
+    XCTAssertEqual(r.info?.children.map(\.name), ["disk.img"])
+  }
+
+  func testDiskFormatMismatch() throws {
+    // A gzip'd member the descriptor calls a plain vmdk (no ovf:compression).
+    let gz = try CompressedTests.tool(OVATests.disk, "gzip -n -c")
+    let text = OVATests.ovfText.replacingOccurrences(of: "http://en.wikipedia.org/wiki/Byte",
+                                                     with: "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized")
+    var t = TarBuilder()
+    t.file("app.ovf", Array(text.utf8))
+    t.file("disk.img", gz)
+    t.finish()
+    let f = inspect(t.bytes).allFindings.first { $0.id == "ova.disk-format-mismatch" }
+    XCTAssertEqual(f?.severity, .corrupt)
+    // Declared raw, stored raw: no finding.
+    XCTAssertFalse(ids(inspect(goodOVA())).contains("ova.disk-format-mismatch"))
+  }
+
   func testMemberCountLimit() throws {
     var t = TarBuilder()
     let h = TarBuilder.Header(name: "e", size: 0).block()

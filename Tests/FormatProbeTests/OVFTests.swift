@@ -277,11 +277,21 @@ final class OVFTests: XCTestCase {
 
   func testMalformedEnvelopeIsReportedNotIgnored() {
     // The magic (an Envelope root) matched: the probe throws, the inspector reports malformed.
-    let result = Inspector.inspect(MemorySource(Array("<?xml version=\"1.0\"?><Envelope><References>".utf8)))
+    let result = Inspector.inspect(MemorySource(Array("<?xml version=\"1.0\"?><Envelope xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\"><References>".utf8)))
     guard case let .malformed(e) = result.outcome else { return XCTFail("\(result.outcome)") }
     XCTAssertEqual(e.format, "ovf")
     // Other XML is not an OVF.
     XCTAssertNil(try OVFProbe.probe(try ProbeContext(source: MemorySource(Array("<html><body>Envelope</body></html>".utf8)))))
+  }
+
+  func testSoapEnvelopeIsNotOVF() throws {
+    let soap = Array("<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body/></soap:Envelope>".utf8)
+    XCTAssertNil(try OVFProbe.probe(try ProbeContext(source: MemorySource(soap))))
+    let broken = Array("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>".utf8)
+    XCTAssertNil(try OVFProbe.probe(try ProbeContext(source: MemorySource(broken))))
+    // OVF 0.9 without any namespace still counts when it has OVF sections.
+    let bare = Array("<Envelope><References/><VirtualSystem/></Envelope>".utf8)
+    XCTAssertEqual(try OVFProbe.probe(try ProbeContext(source: MemorySource(bare)))?.containerFormat, .ovf)
   }
 
   func testNonUTF8AndUTF16() throws {

@@ -153,14 +153,15 @@ enum XzIndex {
     /// The index holds one record per block (a few bytes each); 1 MiB is tens of thousands of
     /// blocks, more than `xz -T0` writes for multi-terabyte inputs.
     static let maxIndex = 1 << 20
-    /// Zero stream padding read back over at the end of a file.
-    static let maxPadding = 64 << 10
+    /// Bytes read from the end for the footer and stream padding: 64 KiB, what a forward-only
+    /// stream keeps of its tail, so a piped .xz gets its size too.
+    static let tailRead = 64 << 10
   }
 
   /// Uncompressed size of a single-stream .xz file; nil when the file holds several streams or the
   /// index is unusual (then the size is unknown until decoded).
   static func uncompressedSize(_ ctx: ProbeContext) throws(ImageError) -> UInt64? {
-    let tail = try ctx.tail(Limits.maxPadding + 12, "xz")
+    let tail = try ctx.tail(Limits.tailRead, "xz")
     var end = tail.count
     while end >= 4, tail.bytes[(end - 4)..<end].allSatisfy({ $0 == 0 }) { end -= 4 }
     guard end >= 12 else { return nil }

@@ -83,6 +83,10 @@ public enum OVAProbe: FormatProbe {
       }
       childMembers = diskMembers
       for m in regular where !childMembers.contains(m) && imageExtensions.contains(ext(m.name)) { childMembers.append(m) }
+    } else if !descriptors.isEmpty {
+      // An OVA whose descriptor could not be read: its image-like members are still probed.
+      childMembers = regular.filter { imageExtensions.contains(ext($0.name)) }
+      diskMembers = childMembers
     } else {
       childMembers = regular.filter { $0.size > 0 }
       diskMembers = childMembers

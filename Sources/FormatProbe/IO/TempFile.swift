@@ -25,8 +25,8 @@ public final class TempFile: ByteSource, @unchecked Sendable {
     if f < 0 {
       // Filesystems without O_TMPFILE: a unique name, unlinked at once.
       var template = Array((dir + "/imgtool-XXXXXX").utf8CString)
-      f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-      if f >= 0 { template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) } }
+      f = template.withUnsafeMutableBufferPointer { p in p.baseAddress.map { mkstemp($0) } ?? -1 }
+      if f >= 0 { template.withUnsafeBufferPointer { p in _ = p.baseAddress.map { unlink($0) } } }
     }
     guard f >= 0 else { throw ImageError.io(dir, "create temporary file", errno: Glibc.errno) }
     fd = f
