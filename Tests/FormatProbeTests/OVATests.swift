@@ -345,6 +345,57 @@ final class OVATests: XCTestCase {
     XCTAssertEqual(depth, ProbeOptions().maxDepth)
   }
 
+  func testGnuSparseMember() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparse-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    // 30 data islands in a 4 MiB file: more than the header's 4 map entries (extension blocks).
+    var disk = [UInt8](repeating: 0, count: 4 << 20)
+    for k in 0..<30 { for j in 0..<100 { disk[k * 139_000 + 4096 + j] = UInt8(truncatingIfNeeded: k &* 31 &+ j) } }
+    disk[510] = 0x55; disk[511] = 0xaa
+    // Written with holes (only the islands allocated), so tar -S stores it sparse.
+    let path = dir.appendingPathComponent("disk.raw").path
+    XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil))
+    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    try h.truncate(atOffset: UInt64(disk.count))
+    for k in 0..<30 {
+      try h.seek(toOffset: UInt64(k * 139_000 + 4096))
+      h.write(Data(disk[(k * 139_000 + 4096)..<(k * 139_000 + 4196)]))
+    }
+    try h.seek(toOffset: 510)
+    h.write(Data([0x55, 0xaa]))
+    try h.close()
+    let out = dir.appendingPathComponent("s.tar").path
+    let (rc, msg) = Fixtures.run(["tar", "--format=oldgnu", "-S", "-C", dir.path, "-cf", out, "disk.raw"])
+    XCTAssertEqual(rc, 0, msg)
+    let source = try FileSource(path: out)
+    let l = try Tar.walk(source)
+    XCTAssertNil(l.error)
+    let m = try XCTUnwrap(l.members.first)
+    XCTAssertEqual(m.typeflag, 0x53)
+    XCTAssertEqual(m.realSize, 4 << 20)
+    XCTAssertGreaterThan(m.sparseMap?.count ?? 0, 4)
+    let expanded = SparseMemberSource(source, member: m)
+    var got: [UInt8] = []
+    var off: UInt64 = 0
+    while off < expanded.size { let p = try expanded.read(at: off, count: 333_333); got += p; off += UInt64(p.count) }
+    XCTAssertTrue(got == disk, "the expanded sparse member differs from the file")
+    let info = try XCTUnwrap(Inspector.inspect(source).info)
+    XCTAssertEqual(info.children.first?.result.info?.virtualSize, 4 << 20)
+    XCTAssertEqual(info.virtualSize, 4 << 20)
+    // Digest over the expanded file.
+    let g = Digest(.sha256)
+    g.update(disk)
+    XCTAssertEqual(try OVAProbe.digest(source, m, .sha256), g.finalHex())
+    // A map segment beyond the real size is refused.
+    var bad = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+    for (i, c) in "00000000001".utf8.enumerated() { bad[483 + i] = c }
+    var sum = 0
+    for i in 0..<512 { sum += (i >= 148 && i < 156) ? 0x20 : Int(bad[i]) }
+    for (i, c) in (String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8)).utf8.enumerated() { bad[148 + i] = c }
+    XCTAssertEqual(try Tar.walk(MemorySource(bad)).error?.field, "sparse map")
+  }
+
   func testTarFromGnuTar() throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ova-\(getpid())")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

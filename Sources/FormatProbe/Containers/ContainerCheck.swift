@@ -35,12 +35,13 @@ extension OVAProbe: DeepCheckable {
   }
 
   /// Streams `m`'s data through a digest.
-  static func digest(_ source: ByteSource, _ m: TarMember, _ algorithm: Digest.Algorithm) throws(ImageError) -> String {
+  static func digest(_ archive: ByteSource, _ m: TarMember, _ algorithm: Digest.Algorithm) throws(ImageError) -> String {
     let d = Digest(algorithm)
+    let source = memberSource(archive, m)
     var done: UInt64 = 0
-    while done < m.size {
-      let n = Int(min(UInt64(CheckLimits.digestPiece), m.size - done))
-      let piece = try source.readExactly(at: m.dataOffset + done, count: n, format: "ova", field: "member data")
+    while done < source.size {
+      let n = Int(min(UInt64(CheckLimits.digestPiece), source.size - done))
+      let piece = try source.readExactly(at: done, count: n, format: "ova", field: "member data")
       d.update(piece)
       done += UInt64(n)
     }
@@ -77,8 +78,9 @@ extension OVAProbe: DeepCheckable {
     report.counts.set("corruptions", mismatches)
     var checked = 0
     for child in info.children {
-      guard let ci = child.result.info, let off = child.offset, let size = child.size else { continue }
-      let source = SliceSource(ctx.source, start: off, length: size, name: child.name)
+      guard let ci = child.result.info, let off = child.offset,
+            let m = listing.members.first(where: { $0.dataOffset == off }) else { continue }
+      let source = memberSource(ctx.source, m)
       guard let sub = ContainerCheck.deepCheck(source, parent: ctx, info: ci, name: child.name) else { continue }
       checked += 1
       ContainerCheck.add(sub, as: child.name, to: &report, counts: "members")

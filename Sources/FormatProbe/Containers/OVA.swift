@@ -43,6 +43,7 @@ public enum OVAProbe: FormatProbe {
       j.set("type", m.typeName)
       j.set("offset", m.dataOffset)
       j.set("size", m.size)
+      j.set("real-size", m.realSize)
       j.set("link", m.linkName)
       return j.json
     }))
@@ -97,11 +98,11 @@ public enum OVAProbe: FormatProbe {
     }
     var depthLimited = false
     for m in childMembers {
-      guard let result = ctx.inspectNested(SliceSource(ctx.source, start: m.dataOffset, length: m.size, name: m.name)) else {
+      guard let result = ctx.inspectNested(memberSource(ctx.source, m)) else {
         depthLimited = true
         continue
       }
-      info.children.append(ChildImage(name: m.name, offset: m.dataOffset, size: m.size, result: result))
+      info.children.append(ChildImage(name: m.name, offset: m.dataOffset, size: m.realSize ?? m.size, result: result))
     }
     if depthLimited { info.notes.append("members were not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached") }
 
@@ -135,6 +136,11 @@ public enum OVAProbe: FormatProbe {
       info.findings += formatFindings(d, regular, info.children)
     }
     return info
+  }
+
+  /// A member's content as a byte source: a slice of the archive, or the expanded sparse file.
+  static func memberSource(_ source: ByteSource, _ m: TarMember) -> ByteSource {
+    m.sparseMap != nil ? SparseMemberSource(source, member: m) : SliceSource(source, start: m.dataOffset, length: m.size, name: m.name)
   }
 
   static func member(named href: String, in members: [TarMember]) -> TarMember? {

@@ -106,8 +106,8 @@ zstd -q -c disk.raw > disk.raw.zst
 lz4 -q -c disk.raw > disk.raw.lz4
 gzip -c small.qcow2 > small.qcow2.gz
 xz -c small.qcow2 > small.qcow2.xz
-# GCE style: disk.raw inside tar.gz.
-tar --format=oldgnu $T -czf gce.tar.gz disk.raw
+# GCE style: disk.raw inside tar.gz, written sparse (-S) as Google documents.
+tar --format=oldgnu $T -Sczf gce.tar.gz disk.raw
 # Trailing garbage after a gzip stream.
 { cat disk.raw.gz; printf 'this is not gzip'; } > trailing.gz
 # Two concatenated gzip members (legal).
