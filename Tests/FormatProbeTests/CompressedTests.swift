@@ -331,5 +331,14 @@ final class CompressedTests: XCTestCase {
     let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(t.fd)")) ?? ""
     XCTAssertTrue(link.contains("(deleted)") || link.hasPrefix("/proc") || link.isEmpty, link)
     XCTAssertThrowsError(try TempFile(directory: "/nonexistent-dir-for-imgtool"))
+    // Zero pieces are skipped (sparse) but read back as zeros, also at the end.
+    let z = try TempFile()
+    let zeros = [UInt8](repeating: 0, count: 1 << 20)
+    try zeros.withUnsafeBytes { try z.append($0) }
+    try [UInt8]([9]).withUnsafeBytes { try z.append($0) }
+    try zeros.withUnsafeBytes { try z.append($0) }
+    XCTAssertEqual(z.size, (2 << 20) + 1)
+    XCTAssertEqual(try z.read(at: (1 << 20) - 1, count: 3), [0, 9, 0])
+    XCTAssertEqual(try z.read(at: (2 << 20) - 10, count: 100), [UInt8](repeating: 0, count: 11))
   }
 }

@@ -345,6 +345,20 @@ final class OVATests: XCTestCase {
     XCTAssertEqual(depth, ProbeOptions().maxDepth)
   }
 
+  func testInflationBudgetIsSharedByMembers() throws {
+    let gz = try CompressedTests.tool([UInt8](repeating: 0, count: 2 << 20) + [1], "gzip -n -c")
+    var t = TarBuilder()
+    for i in 0..<3 { t.file("d\(i).img.gz", gz) }
+    t.finish()
+    let ctx = try ProbeContext(source: MemorySource(t.bytes))
+    let info = try XCTUnwrap(try OVAProbe.probe(ctx))
+    XCTAssertEqual(info.children.count, 3)
+    let r = OVAProbe.deepCheck(ctx, info, budget: InflateBudget(3 << 20))
+    XCTAssertEqual(r.findings.map(\.id), ["compressed.unchecked", "compressed.unchecked"])
+    XCTAssertEqual(r.counts.json["members"]?["d0.img.gz"]?["inflated-bytes"]?.uint, (2 << 20) + 1)
+    XCTAssertEqual(OVAProbe.deepCheck(ctx, info).findings.map(\.id), [])
+  }
+
   func testGnuSparseMember() throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparse-\(getpid())")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -30,6 +30,13 @@ public enum CompressedProbe: FormatProbe {
     let small = Inflate.head(ctx.source, codec: codec, limit: 512)
     if small.bytes.isEmpty, let e = small.outcome.error, !(small.outcome.complete) { throw e }
     if ARIProbe.cpioFormat(small.bytes[...]) != nil { return nil }  // an initramfs: the ari probe's
+    guard ctx.depth < ctx.options.maxDepth else {
+      // The payload could not be probed anyway; inflating 4 MiB per nested member would let an
+      // archive of compressed archives multiply the work.
+      info.formatSpecific = fs
+      info.notes.append("the payload was not inflated: the nesting depth limit (\(ctx.options.maxDepth)) was reached")
+      return info
+    }
     let head = Inflate.head(ctx.source, codec: codec, limit: Limits.infoHead)
     let o = head.outcome
     if let h = o.gzipHeader {

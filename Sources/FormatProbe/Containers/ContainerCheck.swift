@@ -1,15 +1,30 @@
 /// `imgtool check` for containers: every nested image is deep-checked by its own format's checks,
 /// OVA manifests are verified, compressed payloads are inflated completely (bounded) and checked.
 
+/// The bytes one `check` may inflate in all, shared by every compressed layer and member it
+/// meets, so an archive of many compressed members (or compressed payloads nested in each other)
+/// cannot multiply the per-payload limit.
+final class InflateBudget {
+  var remaining: UInt64
+  init(_ bytes: UInt64 = CompressedProbe.CheckLimits.maxOutput) { remaining = bytes }
+}
+
 enum ContainerCheck {
   /// Runs the nested image's own deep check (when its probe has one), one level deeper. Findings
   /// name the member.
-  static func deepCheck(_ source: ByteSource, parent: ProbeContext, info: ImageInfo, name: String) -> CheckReport? {
+  static func deepCheck(_ source: ByteSource, parent: ProbeContext, info: ImageInfo, name: String,
+                        budget: InflateBudget) -> CheckReport?
+  {
     guard parent.depth < parent.options.maxDepth,
           let type = Registry.probe(id: info.probe) as? any DeepCheckable.Type,
           let ctx = try? ProbeContext(source: source, depth: parent.depth + 1, options: parent.options)
     else { return nil }
-    var r = type.deepCheck(ctx, info)
+    var r: CheckReport
+    if type == CompressedProbe.self || type == OVAProbe.self {
+      r = info.probe == CompressedProbe.id ? CompressedProbe.deepCheck(ctx, info, budget: budget) : OVAProbe.deepCheck(ctx, info, budget: budget)
+    } else {
+      r = type.deepCheck(ctx, info)
+    }
     r.findings = r.findings.map { f in
       var f = f
       f.message = "\(name): " + f.message
@@ -49,6 +64,10 @@ extension OVAProbe: DeepCheckable {
   }
 
   public static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo) -> CheckReport {
+    deepCheck(ctx, info, budget: InflateBudget())
+  }
+
+  static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo, budget: InflateBudget) -> CheckReport {
     var report = CheckReport()
     guard let listing = try? Tar.walk(ctx.source, format: "ova") else { return report }
     let regular = listing.members.filter { $0.isRegular }
@@ -81,7 +100,7 @@ extension OVAProbe: DeepCheckable {
       guard let ci = child.result.info, let off = child.offset,
             let m = listing.members.first(where: { $0.dataOffset == off }) else { continue }
       let source = memberSource(ctx.source, m)
-      guard let sub = ContainerCheck.deepCheck(source, parent: ctx, info: ci, name: child.name) else { continue }
+      guard let sub = ContainerCheck.deepCheck(source, parent: ctx, info: ci, name: child.name, budget: budget) else { continue }
       checked += 1
       ContainerCheck.add(sub, as: child.name, to: &report, counts: "members")
     }
@@ -102,13 +121,21 @@ extension CompressedProbe: DeepCheckable {
     public static let maxRatio: UInt64 = 1000
   }
 
+  public static let defaultRatioGuard = Inflate.RatioGuard(after: CheckLimits.ratioAfter, ratio: CheckLimits.maxRatio)
+
   public static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo) -> CheckReport {
-    deepCheck(ctx, info, maxOutput: CheckLimits.maxOutput,
-              ratioGuard: Inflate.RatioGuard(after: CheckLimits.ratioAfter, ratio: CheckLimits.maxRatio))
+    deepCheck(ctx, info, budget: InflateBudget())
+  }
+
+  static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo, budget: InflateBudget) -> CheckReport {
+    deepCheck(ctx, info, maxOutput: budget.remaining, ratioGuard: defaultRatioGuard, budget: budget)
   }
 
   /// The check with explicit limits (tests use small ones).
-  static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo, maxOutput: UInt64, ratioGuard: Inflate.RatioGuard) -> CheckReport {
+  static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo, maxOutput: UInt64, ratioGuard: Inflate.RatioGuard,
+                        budget: InflateBudget? = nil) -> CheckReport
+  {
+    let budget = budget ?? InflateBudget(maxOutput)
     var report = CheckReport()
     guard let codec = Codec.sniff(ctx.head[...]) else { return report }
     guard codec.canInflate else {
@@ -123,10 +150,12 @@ extension CompressedProbe: DeepCheckable {
       report.counts.set("check-errors", 1)
       return report
     }
-    let o = Inflate.run(ctx.source, codec: codec, maxOutput: maxOutput, ratioGuard: ratioGuard) { (piece) throws(ImageError) -> Bool in
+    let limit = min(maxOutput, budget.remaining)
+    let o = Inflate.run(ctx.source, codec: codec, maxOutput: limit, ratioGuard: ratioGuard) { (piece) throws(ImageError) -> Bool in
       try temp.append(piece)
       return true
     }
+    budget.remaining -= min(budget.remaining, o.produced)
     report.counts.set("compressed-bytes", o.consumed)
     report.counts.set("inflated-bytes", o.produced)
     report.counts.set("streams", o.streams)
@@ -139,7 +168,7 @@ extension CompressedProbe: DeepCheckable {
                                      fix: "a real disk image does not compress this well; do not decompress it"))
     } else if o.hitOutputLimit {
       report.findings.append(Finding("compressed.unchecked", .warning, field: "payload",
-                                     "the payload exceeds the \(maxOutput)-byte check limit; the rest is not verified"))
+                                     "the payload exceeds what this check may inflate (\(limit) bytes of the \(maxOutput)-byte limit were left); the rest is not verified"))
     }
     if let e = o.error {
       if e.kind == .needsSeekable {
@@ -168,7 +197,7 @@ extension CompressedProbe: DeepCheckable {
     }
     if let ci = child.info {
       report.counts.set("payload-format", ci.probe)
-      if let sub = ContainerCheck.deepCheck(temp, parent: ctx, info: ci, name: name) {
+      if let sub = ContainerCheck.deepCheck(temp, parent: ctx, info: ci, name: name, budget: budget) {
         ContainerCheck.add(sub, as: name, to: &report, counts: "payload")
       }
     }

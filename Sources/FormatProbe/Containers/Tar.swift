@@ -402,7 +402,8 @@ public final class SparseMemberSource: ByteSource, @unchecked Sendable {
       let to = min(so + sl, end)
       if from < to {
         let piece = try parent.read(at: sa + (from - so), count: Int(to - from))
-        for (k, b) in piece.enumerated() { out[Int(from - offset) + k] = b }
+        let at = Int(from - offset)
+        out.replaceSubrange(at..<(at + piece.count), with: piece)
       }
       i += 1
     }

@@ -34,9 +34,17 @@ public final class TempFile: ByteSource, @unchecked Sendable {
 
   deinit { Syscalls.close(fd) }
 
-  /// Appends `bytes` at the end.
+  /// The file's length on disk lags `size` while trailing zeros were skipped.
+  private var written: UInt64 = 0
+
+  /// Appends `bytes` at the end. All-zero pieces are not written (the file stays sparse: an
+  /// inflated disk is mostly zeros, and so is a decompression bomb).
   public func append(_ bytes: UnsafeRawBufferPointer) throws(ImageError) {
     guard var p = bytes.baseAddress else { return }
+    if TempFile.isZero(bytes) {
+      size += UInt64(bytes.count)
+      return
+    }
     var left = bytes.count
     while left > 0 {
       let n = pwrite(fd, p, left, off_t(size))
@@ -44,10 +52,29 @@ public final class TempFile: ByteSource, @unchecked Sendable {
       if n < 0 && Glibc.errno == EINTR { continue }
       throw ImageError.io(name, "write temporary file", errno: n < 0 ? Glibc.errno : ENOSPC)
     }
+    written = size
+  }
+
+  static func isZero(_ b: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    while i + 8 <= b.count {
+      if b.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+      i += 8
+    }
+    while i < b.count {
+      if b[i] != 0 { return false }
+      i += 1
+    }
+    return true
   }
 
   public func read(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
     guard count > 0, offset < size else { return [] }
+    if written < size {
+      // Extend over the skipped trailing zeros so reads there return zeros, not end of file.
+      guard ftruncate(fd, off_t(size)) == 0 else { throw ImageError.io(name, "extend temporary file", errno: Glibc.errno) }
+      written = size
+    }
     let n = Int(min(UInt64(min(count, maxRead)), size - offset))
     var failure: ImageError?
     let out = [UInt8](unsafeUninitializedCapacity: n) { buf, initialized in
