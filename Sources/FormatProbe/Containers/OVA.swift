@@ -127,7 +127,7 @@ public enum OVAProbe: FormatProbe {
        diskInfos.allSatisfy({ $0.diskFormat == first.diskFormat && ($0.probe != "raw" || descriptor == nil) })
     {
       info.diskFormat = first.diskFormat
-      info.subformat = descriptor == nil ? "tar" : diskInfos.allSatisfy({ $0.subformat == first.subformat }) ? first.subformat : nil
+      info.subformat = descriptors.isEmpty ? "tar" : diskInfos.allSatisfy({ $0.subformat == first.subformat }) ? first.subformat : nil
     } else if descriptor == nil, diskInfos.count == 1, let only = diskInfos.first {
       info.diskFormat = only.diskFormat
     }
