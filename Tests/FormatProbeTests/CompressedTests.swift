@@ -87,6 +87,12 @@ final class CompressedTests: XCTestCase {
     // A name that never ends.
     let endless: [UInt8] = [0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3] + [UInt8](repeating: 0x61, count: GzipHeader.Limits.maxText + 10)
     XCTAssertThrowsError(try GzipHeader.parse(endless, base: 0)) { e in XCTAssertEqual((e as? ImageError)?.kind, .limitExceeded) }
+    // A header longer than the first 1 KiB read (a 5000-byte name).
+    let longName = String(repeating: "n", count: 5000)
+    let long: [UInt8] = [0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3] + Array(longName.utf8) + [0] + body
+    let li = try XCTUnwrap(try probe(long))
+    XCTAssertEqual(li.formatSpecific.json.at("original-name")?.string, longName)
+    XCTAssertEqual(li.virtualSize, 1 << 20)
     // Headers cut short.
     for n in [3, 4, 9, 12] { XCTAssertThrowsError(try GzipHeader.parse(Array(h.prefix(n)), base: 0)) }
   }

@@ -345,8 +345,15 @@ public enum Inflate {
           var crc: UInt32 = 0
           var memberSize: UInt64 = 0
           if codec == .gzip {
-            let hb = try source.read(at: pos, count: GzipHeader.Limits.maxHeader)
-            let h = try GzipHeader.parse(hb, base: pos)
+            // Most headers are a few bytes: read 1 KiB, and the most a header can be only if needed.
+            var hb = try source.read(at: pos, count: 1024)
+            var parsed: GzipHeader?
+            do { parsed = try GzipHeader.parse(hb, base: pos) } catch {
+              guard error.kind == .truncated, hb.count == 1024 else { throw error }
+              hb = try source.read(at: pos, count: GzipHeader.Limits.maxHeader)
+              parsed = try GzipHeader.parse(hb, base: pos)
+            }
+            guard let h = parsed else { break streams }
             if out.gzipHeader == nil { out.gzipHeader = h }
             pos += UInt64(h.length)
             memberStart = pos
