@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh qemu-utils xorriso genisoimage fdisk gdisk cryptsetup-bin dosfstools mtools \
   e2fsprogs xfsprogs ntfs-3g btrfs-progs squashfs-tools cpio xz-utils zstd lz4 gzip tar \
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev bzip2
 export PATH=/opt/swift/usr/bin:$PATH
 swift build
 swift test 2>&1 | tee /tmp/imgtool-test.log | grep -vE '^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)'

@@ -39,6 +39,9 @@ public enum CompressedProbe: FormatProbe {
     }
     let head = Inflate.head(ctx.source, codec: codec, limit: Limits.infoHead)
     let o = head.outcome
+    if codec == .gzip, let t = try? ctx.tail(4, "gzip"), let isize = try? t.u32LE(at: 0, "ISIZE") {
+      fs.set("isize", UInt64(isize))  // the last member's length mod 2^32
+    }
     if let h = o.gzipHeader {
       fs.set("original-name", h.name)
       fs.set("mtime", h.mtime == 0 ? nil : UInt64(h.mtime))
@@ -56,7 +59,6 @@ public enum CompressedProbe: FormatProbe {
       case .gzip:
         let t = try ctx.tail(4, "gzip")
         let isize = UInt64(try t.u32LE(at: 0, "ISIZE"))
-        fs.set("isize", isize)
         if ctx.size < (1 << 32) / Limits.deflateMaxRatio { size = isize; sizeSource = "ISIZE" }
       case .xz:
         sizeSource = "xz index"
