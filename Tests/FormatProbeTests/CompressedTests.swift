@@ -104,7 +104,7 @@ final class CompressedTests: XCTestCase {
       let f = r.allFindings.first { $0.id == "compressed.truncated" }
       XCTAssertEqual(f?.severity, .corrupt, "cut \(cut): \(r.allFindings.map(\.id))")
     }
-    for cmd in ["xz -c", "zstd -q -c", "lz4 -q -c"] {
+    for cmd in ["xz -c", "zstd -q -c", "lz4 -q -c", "lz4 -q -l -c"] {
       let x = try tool(CompressedTests.disk, cmd)
       let r = inspect(Array(x.dropLast(12)))
       XCTAssertTrue(r.allFindings.contains { $0.id == "compressed.truncated" }, "\(cmd): \(r.allFindings.map(\.id)) \(r.outcome)")

@@ -330,7 +330,9 @@ public enum Inflate {
             guard n > 0, Int(n) <= Lz4.legacyMaxCompressedBlock else { out.streams += 1; break }
             let block = try source.read(at: pos + 4, count: Int(n))
             guard block.count == Int(n) else {
-              throw ImageError.truncated("lz4", "legacy block", at: pos + 4, need: UInt64(n), have: UInt64(block.count))
+              var e = ImageError.truncated("lz4", "legacy block", at: pos + 4, need: UInt64(n), have: UInt64(block.count))
+              e.finding = "compressed.truncated"
+              throw e
             }
             guard let produced = block.withUnsafeBytes({ Lz4.decodeBlock($0, into: outBuf) }) else {
               throw ImageError(.invalidField, format: "lz4", field: "legacy block", offset: pos + 4,
