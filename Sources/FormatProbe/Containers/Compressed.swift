@@ -30,8 +30,18 @@ public enum CompressedProbe: FormatProbe {
     let small = Inflate.head(ctx.source, codec: codec, limit: 512)
     if small.bytes.isEmpty, let e = small.outcome.error, !(small.outcome.complete) { throw e }
     if ARIProbe.cpioFormat(small.bytes[...]) != nil { return nil }  // an initramfs: the ari probe's
+    guard ctx.depth < ctx.options.maxDepth else {
+      // The payload could not be probed anyway; inflating 4 MiB per nested member would let an
+      // archive of compressed archives multiply the work.
+      info.formatSpecific = fs
+      info.notes.append("the payload was not inflated: the nesting depth limit (\(ctx.options.maxDepth)) was reached")
+      return info
+    }
     let head = Inflate.head(ctx.source, codec: codec, limit: Limits.infoHead)
     let o = head.outcome
+    if codec == .gzip, let t = try? ctx.tail(4, "gzip"), let isize = try? t.u32LE(at: 0, "ISIZE") {
+      fs.set("isize", UInt64(isize))  // the last member's length mod 2^32
+    }
     if let h = o.gzipHeader {
       fs.set("original-name", h.name)
       fs.set("mtime", h.mtime == 0 ? nil : UInt64(h.mtime))
@@ -49,11 +59,13 @@ public enum CompressedProbe: FormatProbe {
       case .gzip:
         let t = try ctx.tail(4, "gzip")
         let isize = UInt64(try t.u32LE(at: 0, "ISIZE"))
-        fs.set("isize", isize)
         if ctx.size < (1 << 32) / Limits.deflateMaxRatio { size = isize; sizeSource = "ISIZE" }
       case .xz:
-        size = try XzIndex.uncompressedSize(ctx)
         sizeSource = "xz index"
+        do { size = try XzIndex.uncompressedSize(ctx) } catch {
+          if error.kind == .needsSeekable { break }
+          info.findings.append(Finding(corrupt: error, id: error.finding ?? "compressed.truncated"))
+        }
       case .zstd:
         size = Zstd.frameContentSize(ctx.head[...])
         sizeSource = "zstd frame header"

@@ -456,6 +456,19 @@ public struct OVFDescriptor: Sendable {
     return Tar.escapesDirectory(href)
   }
 
+  /// Whether an `Envelope` root is an OVF one: a known OVF namespace (or any namespace URI naming
+  /// ovf), or OVF 0.9's unqualified markup with OVF sections under it. A SOAP Envelope is not.
+  public static func isOVFEnvelope(_ doc: XMLDocument) -> Bool {
+    let root = doc.nodes[doc.root]
+    guard root.local == "Envelope" else { return false }
+    if let ns = root.namespace {
+      return envelopeNamespaces.contains(ns) || ns.lowercased().contains("/ovf")
+    }
+    if root.attributes.contains(where: { $0.prefix == "xmlns" && $0.value.lowercased().contains("/ovf") }) { return true }
+    let sections: Set<String> = ["References", "DiskSection", "VirtualSystem", "VirtualSystemCollection", "NetworkSection"]
+    return doc.children(doc.root).contains { sections.contains(kind(doc.nodes[$0])) }
+  }
+
   public static func parse(_ bytes: [UInt8], base: UInt64 = 0) throws(ImageError) -> OVFDescriptor {
     guard bytes.count <= Limits.maxDescriptor else {
       throw ImageError(.limitExceeded, format: "ovf", field: "descriptor", offset: base,
@@ -735,13 +748,14 @@ public struct OVFManifest: Sendable {
   /// Lines that are not digest lines (1-based line numbers).
   public var malformedLines: [Int] = []
 
+  /// Entries parsed: one per member; 10000 matches the tar walker's member limit.
   public static let maxEntries = 10_000
 
   public static func parse(_ bytes: [UInt8]) -> OVFManifest {
     var m = OVFManifest()
     let text = Text.utf8(bytes)
     var line = 0
-    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
+    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
       line += 1
       let l = raw.trimmingBlanks
       if l.isEmpty { continue }
