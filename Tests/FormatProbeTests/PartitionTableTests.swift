@@ -450,6 +450,13 @@ final class PartitionTableTests: XCTestCase {
     XCTAssertNil(try probeTable(FATBuilder().build()))
   }
 
+  func testKernelBootSectorIsNotAnMBR() throws {
+    // A bzImage ends its first sector in 55 AA too; "HdrS" at 0x202 marks the boot protocol header.
+    var img = disk(MBRBuilder(entries: [MBREntrySpec(type: 0x83, firstLBA: 1, sectors: 100_000)]))
+    img.put(Array("HdrS".utf8), at: 0x202)
+    XCTAssertNil(try probeTable(img))
+  }
+
   // MARK: hybrid ISO
 
   func testISOHybridLayoutIsInfo() throws {

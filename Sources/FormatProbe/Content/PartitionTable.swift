@@ -91,8 +91,9 @@ public enum PartitionTableProbe: FormatProbe {
     if hasMBR {
       // A boot sector of a filesystem (FAT floppy, NTFS, exFAT) also ends in 55 AA: it is not a
       // partition table, so arbitrary boot code is never read as partition entries.
+      // Likewise a Linux kernel's boot sector (boot protocol header "HdrS" at 0x202).
       if gptSector == nil, FilesystemProbe.fat(head) != nil || FilesystemProbe.ntfs(head) != nil
-        || FilesystemProbe.exfat(head) != nil
+        || FilesystemProbe.exfat(head) != nil || head.matches(Array("HdrS".utf8), at: 0x202)
       {
         return nil
       }
