@@ -332,6 +332,17 @@ final class ISOTests: XCTestCase {
     XCTAssertTrue(ids(info).contains("iso.boot-catalog-limit"), "\(ids(info))")
   }
 
+  func testStreamThatLostTheBootCatalog() throws {
+    var b = ISOBuilder()
+    b.totalSectors = 300
+    b.bootCatalogSector = 200
+    b.catalog = ElTorito.validation() + ElTorito.entry(rba: 201)
+    let img = b.build()
+    let kept = MemorySource(Array(img.prefix(50 * 2048)), declaredSize: UInt64(img.count))
+    let info = try XCTUnwrap(try ISOProbe.probe(try ProbeContext(source: kept)))
+    XCTAssertEqual(ids(info), ["iso.needs-seekable"])
+  }
+
   func testUDFBridge() throws {
     var b = ISOBuilder()
     b.totalSectors = 300

@@ -441,6 +441,15 @@ final class PartitionTableTests: XCTestCase {
                    ["partition.ebr-beyond-end", "partition.beyond-end"])
   }
 
+  func testStreamThatLostTheEBRChain() throws {
+    // Only the first 4 KiB kept (a stream), the EBR at 4 MiB not: the primaries are still listed.
+    let img = extended(ebrs: [8192: ebr(next: nil)])
+    let info = try XCTUnwrap(try PartitionTableProbe.probe(
+      try ProbeContext(source: MemorySource(Array(img.prefix(65536)), declaredSize: UInt64(img.count)))))
+    XCTAssertEqual(ids(info), ["partition.needs-seekable"])
+    XCTAssertEqual(info.partitionTable?.at("partitions.1.type"), .string("0x5"))
+  }
+
   func testLogicalOutsideExtended() throws {
     XCTAssertEqual(ids(try probeTable(extended(ebrs: [8192: ebr(logical: 9000, next: nil)]))),
                    ["partition.logical-outside-extended"])

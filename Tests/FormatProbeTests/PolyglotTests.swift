@@ -116,3 +116,69 @@ final class PolyglotTests: XCTestCase {
     XCTAssertNil(result.info?.filesystem)
   }
 }
+
+/// Deterministic mutation runs over the hand-built structures: whatever a byte becomes, every probe
+/// answers (match, nil or ImageError) and never traps.
+final class DiscMutationTests: XCTestCase {
+  struct LCG {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return state >> 33
+    }
+  }
+
+  func mutate(_ base: [UInt8], hot: [Range<Int>], rounds: Int, seed: UInt64) {
+    var rng = LCG(state: seed)
+    for _ in 0..<rounds {
+      var img = base
+      for _ in 0..<(1 + Int(rng.next() % 8)) {
+        let range = hot[Int(rng.next() % UInt64(hot.count))]
+        let at = range.lowerBound + Int(rng.next() % UInt64(range.count))
+        guard at < img.count else { continue }
+        switch rng.next() % 4 {
+        case 0: img[at] = 0xFF
+        case 1: img[at] = 0
+        case 2: img[at] ^= UInt8(1 << (rng.next() % 8))
+        default: img[at] = UInt8(truncatingIfNeeded: rng.next())
+        }
+      }
+      if rng.next() % 8 == 0 { img = Array(img.prefix(Int(rng.next() % UInt64(img.count + 1)))) }
+      _ = Inspector.inspect(MemorySource(img))
+    }
+  }
+
+  func testMutatedISOs() {
+    var b = ISOBuilder()
+    b.totalSectors = 300
+    b.joliet = true
+    b.nsr = "NSR03"
+    b.udfAnchor = true
+    b.bootCatalogSector = 30
+    b.catalog = ElTorito.validation() + ElTorito.entry(rba: 31)
+      + ElTorito.section(final: true, platform: 0xEF, count: 2) + ElTorito.entry(rba: 32) + ElTorito.entry(rba: 33)
+    let s = 2048
+    mutate(b.build(), hot: [16 * s..<16 * s + 1024, 17 * s..<17 * s + 100, 30 * s..<30 * s + 160,
+                            20 * s..<24 * s, 256 * s..<256 * s + 32, 260 * s..<263 * s],
+           rounds: 1500, seed: 1)
+  }
+
+  func testMutatedPartitionTables() {
+    var g = GPTBuilder()
+    g.partitions = [GPTPartitionSpec(first: 100, last: 499), GPTPartitionSpec(first: 500, last: 1999)]
+    let gpt = g.build()
+    mutate(gpt, hot: [440..<512, 512..<604, 1024..<1400, 2047 * 512..<2047 * 512 + 92], rounds: 1500, seed: 2)
+    var img = [UInt8](repeating: 0, count: 20480 * 512)
+    img.put(MBRBuilder(entries: [MBREntrySpec(type: 0x83, firstLBA: 2048, sectors: 2048),
+                                 MBREntrySpec(type: 0x05, firstLBA: 8192, sectors: 8192)]).build(), at: 0)
+    img.put(MBRBuilder(signature: 0, entries: [MBREntrySpec(type: 0x83, firstLBA: 2048, sectors: 1024),
+                                               MBREntrySpec(type: 0x05, firstLBA: 4096, sectors: 2048)]).build(), at: 8192 * 512)
+    img.put(MBRBuilder(signature: 0, entries: [MBREntrySpec(type: 0x83, firstLBA: 2048, sectors: 1024)]).build(), at: 12288 * 512)
+    mutate(img, hot: [446..<512, 8192 * 512 + 446..<8192 * 512 + 512, 12288 * 512 + 446..<12288 * 512 + 512],
+           rounds: 600, seed: 3)
+  }
+
+  func testMutatedFilesystems() {
+    mutate(FATBuilder().build(), hot: [0..<64, 500..<512], rounds: 1000, seed: 4)
+  }
+}

@@ -225,8 +225,14 @@ public enum PartitionTableProbe: FormatProbe {
       if e.isExtended {
         containers.append(extent)
         data.append(extent)
-        try walkExtended(ctx, start: first, sectors: UInt64(e.sectors), sectorSize: ss, next: &nextLogical,
-                         into: &data, findings: &findings)
+        do {
+          try walkExtended(ctx, start: first, sectors: UInt64(e.sectors), sectorSize: ss, next: &nextLogical,
+                           into: &data, findings: &findings)
+        } catch where error.kind == .needsSeekable {
+          // A stream keeps only its head and tail: list what was read and say what was not.
+          findings.add(Finding("partition.needs-seekable", .warning, offset: error.offset,
+                               "the extended partition's EBR chain continues beyond the bytes a stream keeps; its remaining logical partitions are not listed (pass a file)"))
+        }
       } else {
         data.append(extent)
       }
@@ -278,7 +284,7 @@ public enum PartitionTableProbe: FormatProbe {
         if extent.first < start || extent.last >= start + max(sectors, 1) {
           extent.json.set("outside-extended", true)
           findings.add(Finding("partition.logical-outside-extended", .corrupt, offset: offset + 446,
-                               "logical partition \(next) (sectors \(extent.first)-\(extent.last)) lies outside its extended partition (sectors \(start)-\(start + sectors - 1))"))
+                               "logical partition \(next) (sectors \(extent.first)-\(extent.last)) lies outside its extended partition (sectors \(start)-\(start + max(sectors, 1) - 1))"))
         }
         out.append(extent)
         next += 1
@@ -470,7 +476,13 @@ public enum PartitionTableProbe: FormatProbe {
     }
 
     // The backup header at the last LBA (AlternateLBA names it).
-    h.set("backup", try backup(ctx, primary, arrayBytes: arrayBytes, sectorSize: ss, lastLBA: lastLBA, findings: &findings))
+    do {
+      h.set("backup", try backup(ctx, primary, arrayBytes: arrayBytes, sectorSize: ss, lastLBA: lastLBA, findings: &findings))
+    } catch where error.kind == .needsSeekable {
+      h.set("backup", "unread")
+      findings.add(Finding("partition.needs-seekable", .warning, offset: error.offset,
+                           "the backup GPT header is outside the bytes a stream keeps and was not checked (pass a file)"))
+    }
     table.json.set("header", h.json)
 
     // Partitions must lie in the usable area and inside the disk.

@@ -63,10 +63,15 @@ public enum ISOProbe: FormatProbe {
     } else if walk.primary != nil {
       fs.set("joliet", false)
     }
-    if let boot = walk.bootRecord { fs.set("el-torito", try elTorito(ctx, boot, into: &info)) }
-    if let nsr = walk.nsr {
-      types.append("udf")
-      fs.set("udf", try udf(ctx, nsr: nsr, into: &info))
+    do {
+      if let boot = walk.bootRecord { fs.set("el-torito", try elTorito(ctx, boot, into: &info)) }
+      if let nsr = walk.nsr {
+        types.append("udf")
+        fs.set("udf", try udf(ctx, nsr: nsr, into: &info))
+      }
+    } catch where error.kind == .needsSeekable {
+      info.findings.append(Finding("iso.needs-seekable", .warning, offset: error.offset,
+                                   "the boot catalog or UDF descriptors lie beyond the bytes a stream keeps and were not checked (pass a file)"))
     }
     fs.set("descriptors", JSON.array(walk.kinds.map { .string($0) }))
     info.subformat = types.joined(separator: "+")
@@ -226,7 +231,9 @@ public enum ISOProbe: FormatProbe {
       fs.set("trailing-bytes", ctx.size - volume)
       info.notes.append("\(ctx.size - volume) bytes follow the ISO 9660 volume (padding or appended partitions); the virtual size is the file size, as qemu's raw driver reads it")
     }
-    fs.set("rock-ridge", try rockRidge(ctx, r, blockSize: UInt64(blockSize)))
+    // Rock Ridge is a description, not a structure to validate: an unreadable root directory
+    // (truncated file, a stream past its head) leaves the key out.
+    fs.set("rock-ridge", try? rockRidge(ctx, r, blockSize: UInt64(blockSize)))
   }
 
   /// dec-datetime (ECMA-119 8.4.26.1): 16 ASCII digits YYYYMMDDHHMMSScc and a signed offset from
