@@ -302,7 +302,20 @@ final class PartitionTableTests: XCTestCase {
     // A hybrid entry past the end of the disk.
     b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0xEE, firstLBA: 1, sectors: 99),
                                  MBREntrySpec(type: 0x83, firstLBA: 100, sectors: 100_000)])
-    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.beyond-end"])
+    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.beyond-end", "partition.mbr-overlaps-gpt"])
+  }
+
+  func testHybridMBROverlappingGPT() throws {
+    var b = twoPartitions()
+    // An MBR partition from LBA 1 covers the primary header and entry array.
+    b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0xEE, firstLBA: 1, sectors: 2047),
+                                 MBREntrySpec(type: 0x83, firstLBA: 1, sectors: 499)])
+    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.mbr-overlaps-gpt"])
+    // Two MBR partitions overlapping each other.
+    b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0xEE, firstLBA: 1, sectors: 99),
+                                 MBREntrySpec(type: 0xEF, firstLBA: 100, sectors: 400),
+                                 MBREntrySpec(type: 0x83, firstLBA: 400, sectors: 400)])
+    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.overlap"])
   }
 
   func testGPTPartitionBeyondEndAndOutsideUsable() throws {
@@ -490,7 +503,8 @@ final class PartitionTableTests: XCTestCase {
     var plain = [UInt8](repeating: 0, count: 2048 * 512)
     plain.put(Array(gpt[0..<(34 * 512)]), at: 0)
     plain.put(Array(gpt[(2048 - 33) * 512..<2048 * 512]), at: (2048 - 33) * 512)
-    XCTAssertEqual(Set(ids(try probeTable(plain))), ["partition.gpt-no-protective-mbr", "partition.outside-usable", "partition.overlap"])
+    XCTAssertEqual(Set(ids(try probeTable(plain))), ["partition.gpt-no-protective-mbr", "partition.outside-usable", "partition.overlap",
+                                                  "partition.mbr-overlaps-gpt"])
   }
 
   func testCRC32() {

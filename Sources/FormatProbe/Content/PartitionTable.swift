@@ -455,6 +455,8 @@ public enum PartitionTableProbe: FormatProbe {
                            "GPT usable range \(primary.firstUsable)-\(primary.lastUsable) is empty or ends beyond the disk's last LBA \(lastLBA)"))
     }
 
+    if let mbr { checkMBRAgainstGPT(mbr, primary, sectorSize: ss, lastLBA: lastLBA, findings: &findings) }
+
     // The partition entry array.
     var extents: [Extent] = []
     var arrayBytes: [UInt8]?
@@ -500,6 +502,38 @@ public enum PartitionTableProbe: FormatProbe {
     table.json.set("partitions", JSON.array(extents.map { $0.json.json }))
     table.findings = findings.list
     return table
+  }
+
+  /// The MBR partitions of a hybrid MBR must not overlap each other nor the GPT's own sectors (the
+  /// headers and entry arrays, outside the usable range): a write through the MBR view would
+  /// destroy the GPT. The 0xEE entry itself covers the GPT by design and is not checked.
+  static func checkMBRAgainstGPT(_ mbr: MBR, _ hdr: GPTHeader, sectorSize ss: UInt64, lastLBA: UInt64, findings: inout Findings) {
+    let data = mbr.entries.filter { $0.type != 0xEE && $0.sectors > 0 }
+    var metadata: [(UInt64, UInt64)] = []
+    if hdr.firstUsable > 1, hdr.firstUsable <= hdr.lastUsable { metadata.append((1, hdr.firstUsable - 1)) }
+    if hdr.firstUsable <= hdr.lastUsable, hdr.lastUsable < lastLBA { metadata.append((hdr.lastUsable + 1, lastLBA)) }
+    for (i, e) in data.enumerated() {
+      let first = UInt64(e.firstLBA), last = UInt64(e.firstLBA) + UInt64(e.sectors) - 1
+      for (a, b) in metadata where first <= b && a <= last {
+        let lo = max(first, a), hi = min(last, b)
+        if insideISO(lo, hi, ss, findings) {
+          hybridLayout("MBR partition \(e.slot) covers GPT sectors \(lo)-\(hi) inside the ISO 9660 volume (isohybrid layout)", &findings)
+        } else {
+          findings.add(Finding("partition.mbr-overlaps-gpt", .corrupt, offset: 446 + UInt64(e.slot - 1) * 16,
+                               "MBR partition \(e.slot) (sectors \(first)-\(last)) covers GPT header or entry sectors \(lo)-\(hi): writing through the MBR view destroys the GPT"))
+        }
+      }
+      for o in data[(i + 1)...] {
+        let of = UInt64(o.firstLBA), ol = UInt64(o.firstLBA) + UInt64(o.sectors) - 1
+        guard first <= ol && of <= last else { continue }
+        if insideISO(max(first, of), min(last, ol), ss, findings) {
+          hybridLayout("MBR partitions \(e.slot) and \(o.slot) overlap inside the ISO 9660 volume (isohybrid layout)", &findings)
+        } else {
+          findings.add(Finding("partition.overlap", .corrupt, offset: 446,
+                               "MBR partitions \(e.slot) (sectors \(first)-\(last)) and \(o.slot) (sectors \(of)-\(ol)) overlap"))
+        }
+      }
+    }
   }
 
   /// Validates the entry array's geometry; returns its byte offset and length, or nil (with a
