@@ -283,6 +283,17 @@ final class PartitionTableTests: XCTestCase {
     XCTAssertEqual(ids(try probeTable(small)), ["partition.gpt-backup-location"])
   }
 
+  func testGPTInsideFixedVHD() throws {
+    // A fixed VHD is the guest disk plus a 512-byte footer: the backup header is the sector before it.
+    var img = twoPartitions().build()
+    var footer = [UInt8](repeating: 0, count: 512)
+    footer.put(Array("conectix".utf8), at: 0)
+    img += footer
+    let info = try probeTable(img)
+    XCTAssertEqual(ids(info), [])
+    XCTAssertEqual(info?.partitionTable?.at("header.backup"), .string("ok"))
+  }
+
   func testNoProtectiveMBR() throws {
     var b = twoPartitions()
     b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0x83, firstLBA: 100, sectors: 400)])

@@ -61,6 +61,9 @@ public enum PartitionTableProbe: FormatProbe {
     /// El Torito EFI image inside it as another partition: overlaps inside the volume are the
     /// layout, not corruption.
     var isoVolumeBytes: UInt64?
+    /// Bytes of the disk: the input, less a fixed VHD's 512-byte footer when the table is read
+    /// through a fixed VHD (its guest disk ends before the footer).
+    var diskSize: UInt64 = 0
     var list: [Finding] = []
     var perKind: [String: Int] = [:]
     mutating func add(_ f: Finding) {
@@ -87,6 +90,10 @@ public enum PartitionTableProbe: FormatProbe {
     }
     var findings = Findings()
     findings.isoVolumeBytes = isoVolume(head)
+    findings.diskSize = ctx.size
+    if ctx.size >= 1024, let footer = try? ctx.tail(512, "partition-table"), footer.matches(Array("conectix".utf8), at: 0) {
+      findings.diskSize = ctx.size - 512
+    }
     var mbr: MBR?
     if hasMBR {
       // A boot sector of a filesystem (FAT floppy, NTFS, exFAT) also ends in 55 AA: it is not a
@@ -264,7 +271,7 @@ public enum PartitionTableProbe: FormatProbe {
       }
       visited.insert(ebr)
       let (offset, o) = ebr.multipliedReportingOverflow(by: ss)
-      guard !o, offset < ctx.size, ctx.size - offset >= 512 else {
+      guard !o, offset < findings.diskSize, findings.diskSize - offset >= 512 else {
         findings.add(Finding("partition.ebr-beyond-end", .corrupt, offset: o ? nil : offset,
                              "an EBR of the extended partition is at sector \(ebr), beyond the end of the disk"))
         return
@@ -389,7 +396,7 @@ public enum PartitionTableProbe: FormatProbe {
     var table = Table(type: "gpt")
     table.json.set("type", "gpt")
     table.json.set("sector-size", ss)
-    let diskSectors = ctx.size / ss
+    let diskSectors = findings.diskSize / ss
     let lastLBA = diskSectors > 0 ? diskSectors - 1 : 0
 
     // The MBR in front of a GPT: protective (one 0xEE entry), hybrid (0xEE plus MBR partitions
@@ -460,7 +467,7 @@ public enum PartitionTableProbe: FormatProbe {
     // The partition entry array.
     var extents: [Extent] = []
     var arrayBytes: [UInt8]?
-    if let (offset, count) = entryArray(primary, sectorSize: ss, diskSize: ctx.size, findings: &findings) {
+    if let (offset, count) = entryArray(primary, sectorSize: ss, diskSize: findings.diskSize, findings: &findings) {
       let bytes = try ctx.source.readExactly(at: offset, count: count, format: "partition-table", field: "GPT partition entries")
       arrayBytes = bytes
       let crc = CRC32.checksum(bytes)
@@ -616,7 +623,7 @@ public enum PartitionTableProbe: FormatProbe {
     if primary.alternateLBA != lastLBA { candidates.append(lastLBA) }
     for lba in candidates {
       let (offset, o) = lba.multipliedReportingOverflow(by: ss)
-      guard !o, lba > 1, offset < ctx.size, ctx.size - offset >= ss else { continue }
+      guard !o, lba > 1, offset < findings.diskSize, findings.diskSize - offset >= ss else { continue }
       let r = try ctx.reader(at: offset, count: Int(ss), "partition-table", "GPT backup header")
       guard r.matches(gptSignature, at: 0) else { continue }
       let b = try GPTHeader(r)
@@ -645,7 +652,7 @@ public enum PartitionTableProbe: FormatProbe {
         return "mismatch"
       }
       // Same geometry and checksum: the backup array must hold the same bytes.
-      if let arrayBytes, let (aOffset, count) = entryArray(b, sectorSize: ss, diskSize: ctx.size, findings: &findings),
+      if let arrayBytes, let (aOffset, count) = entryArray(b, sectorSize: ss, diskSize: findings.diskSize, findings: &findings),
          count == arrayBytes.count
       {
         let copy = try ctx.source.readExactly(at: aOffset, count: count, format: "partition-table", field: "GPT backup entries")
@@ -668,7 +675,7 @@ public enum PartitionTableProbe: FormatProbe {
   static func checkExtents(_ ctx: ProbeContext, _ extents: inout [Extent], sectorSize ss: UInt64, containers: [Extent],
                            findings: inout Findings)
   {
-    let diskSectors = ctx.size / ss
+    let diskSectors = findings.diskSize / ss
     let isContainer = Set(containers.map(\.number))
     for i in extents.indices {
       let e = extents[i]
@@ -701,8 +708,8 @@ public enum PartitionTableProbe: FormatProbe {
       probed += 1
       let e = extents[i]
       let (start, o) = e.first.multipliedReportingOverflow(by: ss)
-      guard !o, start < ctx.size else { continue }
-      let room = ctx.size - start
+      guard !o, start < findings.diskSize else { continue }
+      let room = findings.diskSize - start
       let span = e.last - e.first  // first <= last was checked
       let length = span >= room / ss ? room : (span + 1) * ss
       do {
