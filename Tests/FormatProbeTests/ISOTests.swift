@@ -512,6 +512,15 @@ final class ISOCheckTests: XCTestCase {
     XCTAssertEqual(Set(r.findings.map(\.id)), ["iso.directory-loop"])
   }
 
+  func testDirectoryLargerThanTheLimit() throws {
+    var b = tree()
+    b.rootLength = UInt32(ISOProbe.CheckLimits.maxDirectoryBytes) + 2048
+    b.totalSectors = Int(b.rootLength) / 2048 + 64
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.directory-limit"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+  }
+
   func testRealISOsCheckClean() throws {
     for file in ["plain.iso", "rr-joliet.iso", "genisoimage.iso", "eltorito-bios.iso", "hybrid-gpt.iso",
                  "isohybrid.iso", "udf-bridge.iso", "appended-esp.iso"] {
