@@ -192,6 +192,18 @@ final class PartitionTableTests: XCTestCase {
 
   func finding(_ b: GPTBuilder) throws -> [String] { ids(try probeTable(b.build())) }
 
+  func testGPTForTwoSectorSizes() throws {
+    var img = twoPartitions().build()
+    var b4 = GPTBuilder()
+    b4.sectorSize = 4096
+    b4.diskSectors = 256
+    b4.firstUsable = 6
+    b4.partitions = [GPTPartitionSpec(first: 6, last: 100)]
+    let g4 = b4.build()
+    img.put(Array(g4[4096..<8192]), at: 4096)
+    XCTAssertTrue(ids(try probeTable(img)).contains("partition.gpt-multiple-sector-sizes"))
+  }
+
   func testHeaderChecksum() throws {
     var b = twoPartitions()
     b.breakHeaderCRC = true

@@ -108,6 +108,13 @@ public enum PartitionTableProbe: FormatProbe {
       if gptSector == nil, mbr == nil { return nil }
     }
     if let ss = gptSector {
+      // A second header at LBA 1 of the other sector size: readers with 512-byte and 4096-byte
+      // logical sectors would see two different partition tables.
+      let others = Limits.sectorSizes.filter { $0 != ss && head.matches(gptSignature, at: Int($0)) }
+      if let other = others.first {
+        findings.add(Finding("partition.gpt-multiple-sector-sizes", .warning, offset: other,
+                             "GPT headers at LBA 1 for both \(ss)- and \(other)-byte sectors: the partitions a reader sees depend on the device's sector size; the \(ss)-byte table is reported"))
+      }
       return try gpt(ctx, sectorSize: ss, mbr: mbr, findings: &findings)
     }
     guard let mbr else { return nil }
