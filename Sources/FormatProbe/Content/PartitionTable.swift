@@ -89,11 +89,6 @@ public enum PartitionTableProbe: FormatProbe {
       break
     }
     var findings = Findings()
-    findings.isoVolumeBytes = isoVolume(head)
-    findings.diskSize = ctx.size
-    if ctx.size >= 1024, let footer = try? ctx.tail(512, "partition-table"), footer.matches(Array("conectix".utf8), at: 0) {
-      findings.diskSize = ctx.size - 512
-    }
     var mbr: MBR?
     if hasMBR {
       // A boot sector of a filesystem (FAT floppy, NTFS, exFAT) also ends in 55 AA: it is not a
@@ -107,6 +102,13 @@ public enum PartitionTableProbe: FormatProbe {
       mbr = MBR(head)
       if gptSector == nil, mbr == nil { return nil }
     }
+    guard gptSector != nil || mbr != nil else { return nil }
+    findings.diskSize = ctx.size
+    if ctx.size >= 1024, let footer = try? ctx.tail(512, "partition-table"), footer.matches(Array("conectix".utf8), at: 0) {
+      findings.diskSize = ctx.size - 512
+    }
+    // A volume larger than the disk (a hostile or truncated ISO) excuses nothing beyond the disk.
+    findings.isoVolumeBytes = isoVolume(head).map { min($0, findings.diskSize) }
     if let ss = gptSector {
       // A second header at LBA 1 of the other sector size: readers with 512-byte and 4096-byte
       // logical sectors would see two different partition tables.
