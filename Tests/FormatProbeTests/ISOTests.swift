@@ -43,8 +43,10 @@ struct ISOBuilder {
   var udfAnchor = false
   /// UDF revision in the logical volume descriptor's domain identifier suffix (BCD).
   var udfRevision: UInt16 = 0x0201
-  /// Directory extents: sector -> records (the root directory is at sector 40, one sector long).
+  /// Directory extents: sector -> records (the root directory is at `rootSector`).
   var directories: [Int: [[UInt8]]] = [:]
+  /// PVD 156 + 2: the root directory's extent.
+  var rootSector: UInt32 = 40
   /// PVD 156 + 10: the root directory's data length.
   var rootLength: UInt32 = 2048
 
@@ -94,7 +96,7 @@ struct ISOBuilder {
       put(le16(blockSize) + be16(blockSizeBE ?? blockSize), at + 128)
       put(le32(10) + be32(10), at + 132)  // path table size
       // Root directory record at 156: length 34, extent at sector 40, one sector long.
-      put([34, 0] + le32(40) + be32(40) + le32(rootLength) + be32(rootLength), at + 156)
+      put([34, 0] + le32(rootSector) + be32(rootSector) + le32(rootLength) + be32(rootLength), at + 156)
       put([2], at + 156 + 25)
       text(publisherID, at + 318, 128)
       put(Array(creationDate.utf8) + [0], at + 813)

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -48,6 +49,40 @@ final class PolyglotTests: XCTestCase {
       return XCTFail("expected ambiguous, got \(result.outcome)")
     }
     XCTAssertEqual(Set(candidates.map(\.probe)), ["iso", "qcow2"])
+  }
+
+  /// A file both qemu (as a qcow2) and ISO readers accept: qemu-img's own qcow2 metadata
+  /// (header, refcount table, refcount block, L1 table in clusters 0-3) with an ISO 9660 volume
+  /// descriptor set in the unused part of cluster 0 and its directory after the L1 table.
+  func testQemuReadablePolyglot() throws {
+    guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-polyglot-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let qcow = dir.appendingPathComponent("disk.qcow2")
+    XCTAssertEqual(Fixtures.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", qcow.path, "1M"]).0, 0)
+    let q = try [UInt8](Data(contentsOf: qcow))
+    var b = ISOBuilder()
+    b.totalSectors = 128
+    b.rootSector = 100
+    var img = b.build()
+    // qcow2 metadata over the ISO: it only uses bytes the ISO leaves empty.
+    for (i, byte) in q.enumerated() where byte != 0 && i < img.count { img[i] = byte }
+    let path = dir.appendingPathComponent("polyglot.iso")
+    try Data(img).write(to: path)
+    // qemu-img, probing, calls it a qcow2 and nothing else.
+    let (status, out) = Fixtures.run(["qemu-img", "info", "--output=json", path.path])
+    XCTAssertEqual(status, 0)
+    XCTAssertTrue(out.contains("\"format\": \"qcow2\""), out)
+    // imgtool: never a safe ISO; ambiguous once the qcow2 probe decodes the header.
+    let result = Inspector.inspect(try FileSource(path: path.path))
+    XCTAssertEqual(Policy().verdict(result.allFindings), .unsafe)
+    let isoOnly = Inspector.inspect(try FileSource(path: path.path), only: [ISOProbe.self])
+    XCTAssertEqual(isoOnly.info?.findings.map(\.id), ["iso.embedded-format"])
+    if Registry.probe(id: "qcow2").flatMap({ try? $0.probe(try ProbeContext(source: MemorySource(img))) }) != nil {
+      guard case .ambiguous(let candidates) = result.outcome else { return XCTFail("expected ambiguous, got \(result.outcome)") }
+      XCTAssertEqual(Set(candidates.map(\.probe)), ["iso", "qcow2"])
+    }
   }
 
   func testISOWithForeignMagicIsFlaggedEvenWhenThatProbeRejectsIt() throws {

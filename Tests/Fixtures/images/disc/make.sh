@@ -46,6 +46,11 @@ xo "${dates[@]}" -r -J -V HYBRIDMBR --protective-msdos-label -o hybrid-mbr.iso "
 # Appended EFI system partition after the ISO, as distribution installers do.
 xo "${dates[@]}" -r -J -V APPENDED -append_partition 2 0xef "$work/tree/boot/efi.img" -o appended-esp.iso "$work/tree"
 genisoimage -quiet -udf -r -J -V UDFBRIDGE -o udf-bridge.iso "$work/tree/docs"
+# Polyglot: a qcow2 header (qemu-img's own) in the system area of an ISO. qemu-img's format probe
+# calls it qcow2; imgtool must never call it a safe ISO.
+qemu-img create -q -f qcow2 "$work/header.qcow2" 1M
+cp plain.iso iso-qcow2-polyglot.iso
+dd if="$work/header.qcow2" of=iso-qcow2-polyglot.iso bs=512 count=1 conv=notrunc status=none
 
 # ---- partitioned raw disks ----
 truncate -s 8M mbr-logical.img
