@@ -167,13 +167,26 @@ public enum PartitionTableProbe: FormatProbe {
     var type: UInt8
     var firstLBA: UInt32
     var sectors: UInt32
+    var firstCHS: String
+    var lastCHS: String
 
     init(_ r: ByteReader, at: Int, slot: Int) throws(ImageError) {
       self.slot = slot
       status = try r.u8(at: at, "status")
+      firstCHS = MBREntry.chs(try r.bytes(at: at + 1, 3, "first CHS"))
+      lastCHS = MBREntry.chs(try r.bytes(at: at + 5, 3, "last CHS"))
       type = try r.u8(at: at + 4, "partition type")
       firstLBA = try r.u32LE(at: at + 8, "first LBA")
       sectors = try r.u32LE(at: at + 12, "sector count")
+    }
+
+    /// CHS address: head (1), sector in bits 0-5 and cylinder bits 8-9 in bits 6-7 (1), cylinder
+    /// bits 0-7 (1); rendered cylinder/head/sector.
+    static func chs(_ b: ArraySlice<UInt8>) -> String {
+      let a = Array(b)
+      guard a.count == 3 else { return "" }
+      let cylinder = Int(a[1] & 0xC0) << 2 | Int(a[2])
+      return "\(cylinder)/\(a[0])/\(a[1] & 0x3F)"
     }
 
     var isEmpty: Bool { type == 0 && firstLBA == 0 && sectors == 0 }
@@ -220,6 +233,8 @@ public enum PartitionTableProbe: FormatProbe {
     if logical { o.set("logical", true) }
     o.set("first-lba", firstLBA)
     o.set("sectors", UInt64(e.sectors))
+    o.set("first-chs", e.firstCHS)
+    o.set("last-chs", e.lastCHS)
     o.set("start", firstLBA * sectorSize)
     o.set("size", UInt64(e.sectors) * sectorSize)
     return o
