@@ -179,6 +179,19 @@ final class PartitionTableTests: XCTestCase {
     XCTAssertEqual(t.at("partitions.1.attribute-flags.0"), .string("no-automount"))
   }
 
+  func testEncryptedPartition() throws {
+    var img = twoPartitions().build()
+    // LUKS2 header at partition 2's start (LBA 500): magic, version 2, uuid.
+    img.put([0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE, 0x00, 0x02], at: 500 * 512)
+    img.put(Array("0b3e7d5a-6c1f-4a8e-9b2d-3f4e5a6b7c8d".utf8), at: 500 * 512 + 168)
+    let t = try XCTUnwrap(try probeTable(img)?.partitionTable)
+    XCTAssertEqual(t.at("partitions.1.filesystem.type"), .string("luks"))
+    XCTAssertEqual(t.at("partitions.1.filesystem.version"), .int(2))
+    XCTAssertEqual(t.at("partitions.1.filesystem.uuid"), .string("0b3e7d5a-6c1f-4a8e-9b2d-3f4e5a6b7c8d"))
+    // At offset 0 a LUKS header is the LUKS probe's image format, not a filesystem.
+    XCTAssertNil(try probeFS(Array(img[(500 * 512)...])))
+  }
+
   func testGPT4KSectors() throws {
     var b = twoPartitions()
     b.sectorSize = 4096

@@ -737,13 +737,9 @@ public enum PartitionTableProbe: FormatProbe {
       let span = e.last - e.first  // first <= last was checked
       let length = span >= room / ss ? room : (span + 1) * ss
       do {
-        if let fs = try FilesystemProbe.describe(ctx, at: start, length: length) {
+        if let fs = try FilesystemProbe.describe(ctx, at: start, length: length, inPartition: true) {
           extents[i].json.set("filesystem", fs.json.json)
           for f in fs.findings { findings.add(f) }
-        } else if try isISO9660(ctx, at: start, length: length) {
-          var j = JSONObject()
-          j.set("type", "iso9660")
-          extents[i].json.set("filesystem", j.json)
         }
       } catch {
         extents[i].json.set("filesystem-error", error.description)
@@ -758,14 +754,6 @@ public enum PartitionTableProbe: FormatProbe {
     }
     findings.add(Finding("partition.overlap", .corrupt,
                          "partitions \(a.number) (sectors \(a.first)-\(a.last)) and \(b.number) (sectors \(b.first)-\(b.last)) overlap"))
-  }
-
-  /// An ISO 9660 volume descriptor ("CD001" at 32769) at the partition start: the ISO probe's job
-  /// at offset 0, reported here for partitions (a hybrid ISO's GPT lists the ISO itself).
-  static func isISO9660(_ ctx: ProbeContext, at start: UInt64, length: UInt64) throws(ImageError) -> Bool {
-    guard length >= 32774 else { return false }
-    let b = try FilesystemProbe.window(ctx, start, 32769, 5, length)
-    return b == Array("CD001".utf8)
   }
 
   static func hex8(_ v: UInt32) -> String {
