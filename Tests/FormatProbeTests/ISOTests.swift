@@ -287,6 +287,12 @@ final class ISOTests: XCTestCase {
     }
   }
 
+  func testFileEndingRightAfterTheTerminator() throws {
+    var b = ISOBuilder()
+    b.totalSectors = 18
+    XCTAssertEqual(ids(try probeISO(b.build())), [])
+  }
+
   func testMissingPrimaryThrows() throws {
     var b = ISOBuilder()
     b.primary = false

@@ -107,8 +107,11 @@ public enum ISOProbe: FormatProbe {
       do {
         r = try sector(ctx, n, "volume descriptor \(n)")
       } catch where error.kind == .truncated {
-        info.findings.append(Finding("iso.truncated", .corrupt, offset: UInt64(n * Limits.sectorSize),
-                                     "the file ends inside the volume descriptor set (sector \(n))"))
+        // After the terminator the walk only looks for a UDF recognition sequence.
+        if !terminated {
+          info.findings.append(Finding("iso.truncated", .corrupt, offset: UInt64(n * Limits.sectorSize),
+                                       "the file ends inside the volume descriptor set (sector \(n))"))
+        }
         ended = true
         break
       }
