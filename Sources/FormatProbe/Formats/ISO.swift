@@ -31,7 +31,8 @@ public enum ISOProbe: FormatProbe {
     /// UDF main volume descriptor sequence bytes read: ECMA-167 requires at least 16 sectors;
     /// 64 sectors covers every real sequence.
     public static let maxUDFSequenceBytes = 64 * 2048
-    /// System area bytes searched for other formats' magic (sectors 0-15).
+    /// System area bytes searched for other formats' magic: sectors 0-15, the only bytes of an
+    /// ISO that ECMA-119 leaves free for any use (6.2.1), where another header can hide.
     public static let systemAreaBytes = 32 * 1024
   }
 
