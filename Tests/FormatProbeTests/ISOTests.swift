@@ -47,6 +47,8 @@ struct ISOBuilder {
   var directories: [Int: [[UInt8]]] = [:]
   /// PVD 156 + 2: the root directory's extent.
   var rootSector: UInt32 = 40
+  /// SVD 156 + 2: the Joliet root directory's extent (nil: the SVD carries only its escape sequence).
+  var jolietRootSector: UInt32?
   /// PVD 156 + 10: the root directory's data length.
   var rootLength: UInt32 = 2048
 
@@ -112,6 +114,13 @@ struct ISOBuilder {
     if joliet {
       let at = descriptor(2, n)
       put([0x25, 0x2F, 0x45], at + 88)
+      if let root = jolietRootSector {
+        let space = spaceSizeLE ?? UInt32(totalSectors)
+        put(le32(space) + be32(space), at + 80)
+        put(le16(blockSize) + be16(blockSize), at + 128)
+        put([34, 0] + le32(root) + be32(root) + le32(2048) + be32(2048), at + 156)
+        put([2], at + 156 + 25)
+      }
       n += 1
     }
     for _ in 0..<unknownDescriptors {
@@ -518,6 +527,26 @@ final class ISOCheckTests: XCTestCase {
     let r = try check(b)
     XCTAssertEqual(r.findings.count, ISOProbe.CheckLimits.maxFindingsPerKind + 1)
     XCTAssertEqual(Set(r.findings.map(\.id)), ["iso.directory-loop"])
+  }
+
+  func testJolietTreeListingOtherFiles() throws {
+    var b = tree()
+    b.joliet = true
+    b.jolietRootSector = 50
+    let name: [UInt8] = [0, 0x41, 0, 0x2E, 0, 0x54]  // "A.T" in UTF-16BE
+    b.directories[50] = [ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 44, length: 100, name: name),
+                         ISOBuilder.record(lba: 52, length: 10, name: name)]
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.tree-mismatch"])
+    XCTAssertEqual(r.findings.first?.severity, .info)
+    // The same files in both trees: nothing to report.
+    b.directories[50] = [ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 44, length: 100, name: name),
+                         ISOBuilder.record(lba: 45, length: 2048, directory: true, name: name)]
+    XCTAssertEqual(try check(b).findings.map(\.id), [])
   }
 
   func testDirectoryLargerThanTheLimit() throws {

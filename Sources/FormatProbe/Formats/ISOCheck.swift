@@ -31,6 +31,9 @@ extension ISOProbe: DeepCheckable {
     public static let pieceBytes = 1 << 20
     /// Findings of one id listed before they are summarised.
     public static let maxFindingsPerKind = 16
+    /// File extents remembered per tree to compare the primary and Joliet trees (16 bytes each
+    /// in a set: at most a few tens of MiB); beyond this the comparison is skipped.
+    public static let maxComparedFiles = 1 << 20
   }
 
   public static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo) -> CheckReport {
@@ -45,7 +48,21 @@ extension ISOProbe: DeepCheckable {
       if type == 1, !roots.contains(where: { $0.0 == "primary" }) { roots.append(("primary", r)) }
       if type == 2, r.matches([0x25, 0x2F], at: 88), !roots.contains(where: { $0.0 == "joliet" }) { roots.append(("joliet", r)) }
     }
-    for (name, d) in roots { walker.walk(name, descriptor: d) }
+    var extents: [String: Set<UInt64>] = [:]
+    for (name, d) in roots {
+      walker.fileExtents = []
+      walker.walk(name, descriptor: d)
+      if walker.fileExtents.count < CheckLimits.maxComparedFiles { extents[name] = walker.fileExtents }
+    }
+    // Windows reads the Joliet tree, Linux and most tools the primary (Rock Ridge) one: files only
+    // one of them lists are content one kind of reader never sees.
+    if let primary = extents["primary"], let joliet = extents["joliet"] {
+      let onlyPrimary = primary.subtracting(joliet).count, onlyJoliet = joliet.subtracting(primary).count
+      if onlyPrimary > 0 || onlyJoliet > 0 {
+        walker.add(Finding("iso.tree-mismatch", .info,
+                           "the ISO 9660 and Joliet directory trees list different file data (\(onlyPrimary) extents only in the ISO 9660 tree, \(onlyJoliet) only in Joliet): Windows and Linux readers see different files"))
+      }
+    }
     var report = CheckReport()
     report.findings = walker.findings
     report.counts.set("directories", walker.directories)
@@ -64,6 +81,8 @@ extension ISOProbe: DeepCheckable {
     var records = 0
     var checkErrors = 0
     var stopped = false
+    /// (extent << 32 | length) of the files of the tree being walked, up to the compare limit.
+    var fileExtents: Set<UInt64> = []
 
     init(ctx: ProbeContext) { self.ctx = ctx }
 
@@ -135,6 +154,9 @@ extension ISOProbe: DeepCheckable {
               queue.append((child.lba, child.length, path(dir.path, bytes, child, tree: tree)))
             } else {
               files += 1
+              if fileExtents.count < CheckLimits.maxComparedFiles {
+                fileExtents.insert(UInt64(child.lba) << 32 | UInt64(child.length))
+              }
               let start = (UInt64(child.lba) + UInt64(child.xar)) * blockSize
               let length = UInt64(child.length)
               if length > 0, start >= volumeEnd || length > volumeEnd - start {
