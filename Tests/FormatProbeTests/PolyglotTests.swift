@@ -180,6 +180,9 @@ final class DiscMutationTests: XCTestCase {
       }
       if rng.next() % 8 == 0 { img = Array(img.prefix(Int(rng.next() % UInt64(img.count + 1)))) }
       _ = Inspector.inspect(MemorySource(img))
+      if let ctx = try? ProbeContext(source: MemorySource(img)), let info = try? ISOProbe.probe(ctx) {
+        _ = ISOProbe.deepCheck(ctx, info)
+      }
     }
   }
 
@@ -211,6 +214,24 @@ final class DiscMutationTests: XCTestCase {
     img.put(MBRBuilder(signature: 0, entries: [MBREntrySpec(type: 0x83, firstLBA: 2048, sectors: 1024)]).build(), at: 12288 * 512)
     mutate(img, hot: [446..<512, 8192 * 512 + 446..<8192 * 512 + 512, 12288 * 512 + 446..<12288 * 512 + 512],
            rounds: 600, seed: 3)
+  }
+
+  func testMutatedDirectoryTrees() {
+    var b = ISOBuilder()
+    b.totalSectors = 64
+    b.joliet = true
+    b.jolietRootSector = 50
+    b.directories[40] = [ISOBuilder.record(lba: 40, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 40, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 44, length: 100, name: Array("README.TXT;1".utf8)),
+                         ISOBuilder.record(lba: 45, length: 2048, directory: true, name: Array("DOCS".utf8))]
+    b.directories[45] = [ISOBuilder.record(lba: 45, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 40, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 46, length: 5000, name: Array("A.TXT;1".utf8))]
+    b.directories[50] = b.directories[40]
+    let s = 2048
+    mutate(b.build(), hot: [40 * s..<40 * s + 200, 45 * s..<45 * s + 150, 50 * s..<50 * s + 200, 16 * s + 156..<16 * s + 190],
+           rounds: 1500, seed: 5)
   }
 
   func testMutatedFilesystems() {
