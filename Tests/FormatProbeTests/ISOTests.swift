@@ -558,6 +558,22 @@ final class ISOCheckTests: XCTestCase {
     XCTAssertEqual(r.findings.first?.severity, .warning)
   }
 
+  func testTotalDirectoryBytesAreBounded() throws {
+    // 40 records naming distinct "directories" of 16 MiB each over the same zero-filled area:
+    // 640 MiB of reads unless the total is capped.
+    var b = ISOBuilder()
+    b.totalSectors = Int(ISOProbe.CheckLimits.maxDirectoryBytes / 2048) + 100
+    var recs: [[UInt8]] = []
+    for i in 0..<40 {
+      recs.append(ISOBuilder.record(lba: UInt32(50 + i), length: UInt32(ISOProbe.CheckLimits.maxDirectoryBytes), directory: true,
+                                    name: Array("D\(i)".utf8)))
+    }
+    b.directories[40] = Array(recs.prefix(40))
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.directory-limit"])
+    XCTAssertLessThanOrEqual(r.counts.json["directories"]?.uint ?? 0, 18)
+  }
+
   func testRealISOsCheckClean() throws {
     for file in ["plain.iso", "rr-joliet.iso", "genisoimage.iso", "eltorito-bios.iso", "hybrid-gpt.iso",
                  "isohybrid.iso", "udf-bridge.iso", "appended-esp.iso"] {

@@ -27,6 +27,10 @@ extension ISOProbe: DeepCheckable {
     /// Bytes of one directory read (in pieces of `pieceBytes`); a directory of 100 000 entries is
     /// about 5 MiB.
     public static let maxDirectoryBytes: UInt64 = 16 << 20
+    /// Directory bytes read in all: real discs have a few MiB of directories (a full DVD some
+    /// tens); without it, many records naming large overlapping "directories" would make a small
+    /// crafted file cost terabytes of reads.
+    public static let maxTotalDirectoryBytes: UInt64 = 256 << 20
     /// One read while walking a directory.
     public static let pieceBytes = 1 << 20
     /// Findings of one id listed before they are summarised.
@@ -81,6 +85,7 @@ extension ISOProbe: DeepCheckable {
     var records = 0
     var checkErrors = 0
     var stopped = false
+    var directoryBytes: UInt64 = 0
     /// (extent << 32 | length) of the files of the tree being walked, up to the compare limit.
     var fileExtents: Set<UInt64> = []
 
@@ -130,6 +135,11 @@ extension ISOProbe: DeepCheckable {
         var done: UInt64 = 0
         while done < length, !stopped {
           let n = Int(min(UInt64(CheckLimits.pieceBytes), length - done))
+          directoryBytes += UInt64(n)
+          guard directoryBytes <= CheckLimits.maxTotalDirectoryBytes else {
+            limit("\(CheckLimits.maxTotalDirectoryBytes) bytes of directories")
+            break
+          }
           let bytes: [UInt8]
           do {
             bytes = try ctx.read(at: start + done, count: n)
