@@ -543,6 +543,45 @@ final class PartitionTableTests: XCTestCase {
                                                   "partition.mbr-overlaps-gpt"])
   }
 
+  // MARK: Apple partition map
+
+  /// Driver descriptor "ER" with the block size, then map entries "PM" (count, start, blocks, name, type).
+  func apmDisk(blockSize: Int = 2048, blocks: Int = 512, entries: [(start: UInt32, count: UInt32, type: String)],
+               declared: UInt32? = nil) -> [UInt8] {
+    var img = [UInt8](repeating: 0, count: blocks * blockSize)
+    func be16(_ v: UInt16, _ at: Int) { img.put([UInt8(v >> 8), UInt8(v & 0xff)], at: at) }
+    func be32(_ v: UInt32, _ at: Int) { img.put([UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)], at: at) }
+    img.put(Array("ER".utf8), at: 0)                 // sbSig
+    be16(UInt16(blockSize), 2)                       // sbBlkSize
+    for (i, e) in entries.enumerated() {
+      let at = (i + 1) * blockSize
+      img.put(Array("PM".utf8), at: at)              // pmSig
+      be32(declared ?? UInt32(entries.count), at + 4)  // pmMapBlkCnt
+      be32(e.start, at + 8)                          // pmPyPartStart
+      be32(e.count, at + 12)                         // pmPartBlkCnt
+      img.put(Array("part\(i + 1)".utf8), at: at + 16)  // pmPartName
+      img.put(Array(e.type.utf8), at: at + 48)       // pmParType
+    }
+    return img
+  }
+
+  func testAppleMap() throws {
+    let info = try XCTUnwrap(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map"), (16, 400, "Apple_HFS")])))
+    XCTAssertEqual(info.findings, [])
+    XCTAssertEqual(info.partitionTable?["type"], .string("apm"))
+    XCTAssertEqual(info.partitionTable?.at("partitions.1.type"), .string("Apple_HFS"))
+    XCTAssertEqual(info.partitionTable?.at("partitions.1.start"), .uint(16 * 2048))
+  }
+
+  func testAppleMapFindings() throws {
+    XCTAssertEqual(ids(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map"), (16, 4000, "Apple_HFS")]))),
+                   ["partition.beyond-end"])
+    XCTAssertEqual(ids(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map")], declared: 3))),
+                   ["partition.apm-entry-signature"])
+    XCTAssertEqual(Set(ids(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map")], declared: 0xFFFF_FFFF)))),
+                   ["partition.apm-limit", "partition.apm-entry-signature"])
+  }
+
   func testCRC32() {
     XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
     XCTAssertEqual(CRC32.checksum([UInt8]()), 0)

@@ -112,7 +112,7 @@ final class PolyglotTests: XCTestCase {
   }
 
   func testHybridISOsAreSafeISOs() throws {
-    for file in ["hybrid-gpt.iso", "hybrid-mbr.iso", "appended-esp.iso", "isohybrid.iso"] {
+    for file in ["hybrid-gpt.iso", "hybrid-mbr.iso", "appended-esp.iso", "isohybrid.iso", "apm-hfsplus.iso", "mac-hybrid.iso"] {
       let (result, info) = try inspectFixture(file)
       XCTAssertEqual(info.diskFormat, .iso, file)
       XCTAssertEqual(info.qemuFormat, "raw", file)

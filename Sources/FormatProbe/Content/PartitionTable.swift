@@ -25,6 +25,9 @@ public enum PartitionTableProbe: FormatProbe {
     public static let maxFilesystemProbes = 128
     /// Findings of one kind (overlaps, out-of-range entries) listed before they are summarised.
     public static let maxFindingsPerKind = 16
+    /// Apple partition map entries read: Apple's tools reserve 63 map blocks; xorriso writes a
+    /// handful.
+    public static let maxAPMEntries = 64
     /// GPT sector sizes tried: 512-byte disks and 4Kn disks (header at LBA 1 of either).
     public static let sectorSizes: [UInt64] = [512, 4096]
   }
@@ -102,13 +105,31 @@ public enum PartitionTableProbe: FormatProbe {
       mbr = MBR(head)
       if gptSector == nil, mbr == nil { return nil }
     }
-    guard gptSector != nil || mbr != nil else { return nil }
+    let apmBlock = apmBlockSize(head)
+    guard gptSector != nil || mbr != nil || apmBlock != nil else { return nil }
     findings.diskSize = ctx.size
     if ctx.size >= 1024, let footer = try? ctx.tail(512, "partition-table"), footer.matches(Array("conectix".utf8), at: 0) {
       findings.diskSize = ctx.size - 512
     }
     // A volume larger than the disk (a hostile or truncated ISO) excuses nothing beyond the disk.
     findings.isoVolumeBytes = isoVolume(head).map { min($0, findings.diskSize) }
+    // An Apple partition map (Mac-bootable hybrid ISOs) is reported with the MBR/GPT it sits beside.
+    let apmJSON = try apmBlock.map { bs throws(ImageError) in try apm(ctx, blockSize: bs, findings: &findings) }
+    var table = try dispatch(ctx, head, gptSector: gptSector, mbr: mbr, findings: &findings)
+    if let apmJSON {
+      if table.type == "apm" {
+        if case let .object(pairs) = apmJSON { for (k, v) in pairs { table.json.set(k, v) } }
+      } else {
+        table.json.set("apm", apmJSON)
+      }
+    }
+    table.findings = findings.list
+    return table
+  }
+
+  static func dispatch(_ ctx: ProbeContext, _ head: ByteReader, gptSector: UInt64?, mbr: MBR?, findings: inout Findings)
+    throws(ImageError) -> Table
+  {
     if let ss = gptSector {
       // A second header at LBA 1 of the other sector size: readers with 512-byte and 4096-byte
       // logical sectors would see two different partition tables.
@@ -119,12 +140,78 @@ public enum PartitionTableProbe: FormatProbe {
       }
       return try gpt(ctx, sectorSize: ss, mbr: mbr, findings: &findings)
     }
-    guard let mbr else { return nil }
+    guard let mbr else {
+      var t = Table(type: "apm")
+      t.json.set("type", "apm")
+      return t
+    }
     if mbr.protectiveEntries > 0 {
       findings.add(Finding("partition.gpt-header-missing", .corrupt, offset: 512,
                            "the MBR has a GPT protective (0xEE) entry but no GPT header is at LBA 1 (512- or 4096-byte sectors)"))
     }
     return try msdos(ctx, mbr, findings: &findings)
+  }
+
+  // MARK: Apple partition map
+
+  /// Apple partition map (Inside Macintosh: Devices, "Partition Map Entry"): block 0 is the driver
+  /// descriptor record, signature "ER" (2) and block size (2, BE); blocks 1..N are map entries:
+  ///
+  /// | offset | size | field |
+  /// |---|---|---|
+  /// | 0 | 2 | pmSig "PM" |
+  /// | 4 | 4 | pmMapBlkCnt (entries in the map, BE) |
+  /// | 8 | 4 | pmPyPartStart (first block, BE) |
+  /// | 12 | 4 | pmPartBlkCnt (blocks, BE) |
+  /// | 16 | 32 | pmPartName |
+  /// | 48 | 32 | pmParType (`Apple_HFS`, `Apple_partition_map`, `Apple_Free`, ...) |
+  static func apmBlockSize(_ head: ByteReader) -> UInt64? {
+    guard head.matches([0x45, 0x52], at: 0), let bs = try? head.u16BE(at: 2, "sbBlkSize"),
+          [512, 1024, 2048, 4096].contains(bs), head.matches([0x50, 0x4D], at: Int(bs))
+    else { return nil }
+    return UInt64(bs)
+  }
+
+  static func apm(_ ctx: ProbeContext, blockSize bs: UInt64, findings: inout Findings) throws(ImageError) -> JSON {
+    var o = JSONObject()
+    o.set("block-size", bs)
+    let first = try ctx.reader(at: bs, count: Int(bs), "partition-table", "Apple partition map entry 1")
+    let declared = UInt64(try first.u32BE(at: 4, "pmMapBlkCnt"))
+    if declared > UInt64(Limits.maxAPMEntries) {
+      findings.add(Finding("partition.apm-limit", .corrupt, field: "pmMapBlkCnt", offset: bs + 4,
+                           "the Apple partition map declares \(declared) entries; imgtool reads at most \(Limits.maxAPMEntries)"))
+    }
+    let count = Int(min(max(declared, 1), UInt64(Limits.maxAPMEntries)))
+    let map = ByteReader(try ctx.read(at: bs, count: count * Int(bs)), base: bs, format: "partition-table")
+    var entries: [JSON] = []
+    let diskBlocks = findings.diskSize / bs
+    for i in 0..<count {
+      let at = i * Int(bs)
+      guard map.matches([0x50, 0x4D], at: at) else {
+        findings.add(Finding("partition.apm-entry-signature", .corrupt, offset: map.base + UInt64(at),
+                             "Apple partition map entry \(i + 1) of \(count) lacks its PM signature (or lies beyond the end of the disk)"))
+        break
+      }
+      let start = UInt64(try map.u32BE(at: at + 8, "pmPyPartStart"))
+      let blocks = UInt64(try map.u32BE(at: at + 12, "pmPartBlkCnt"))
+      var e = JSONObject()
+      e.set("number", i + 1)
+      let name = Text.ascii(try map.bytes(at: at + 16, 32, "pmPartName"))
+      e.set("name", name.isEmpty ? nil : name)
+      e.set("type", Text.ascii(try map.bytes(at: at + 48, 32, "pmParType")))
+      e.set("first-block", start)
+      e.set("blocks", blocks)
+      e.set("start", start * bs)
+      e.set("size", blocks * bs)
+      if blocks > 0, start + blocks > diskBlocks {
+        e.set("beyond-end", true)
+        findings.add(Finding("partition.beyond-end", .corrupt, offset: map.base + UInt64(at) + 8,
+                             "Apple partition \(i + 1) (blocks \(start)-\(start + blocks - 1) of \(bs) bytes) extends past the end of the disk (\(diskBlocks) blocks)"))
+      }
+      entries.append(e.json)
+    }
+    o.set("partitions", JSON.array(entries))
+    return o.json
   }
 
   /// The ISO 9660 volume size from the primary volume descriptor at sector 16, if there is one.

@@ -41,6 +41,14 @@ if [ -f "$isohdpfx" ]; then
     -boot-load-size 4 -boot-info-table -eltorito-alt-boot -e boot/efi.img -no-emul-boot -isohybrid-gpt-basdat \
     -o isohybrid.iso "$work/tree"
 fi
+# Mac-bootable layouts: an Apple partition map (HFS+ hybrid), and MBR + GPT + APM together (the
+# isohdppx.bin MBR starts with the APM's "ER" signature).
+xo "${dates[@]}" -r -J -V APMHFS -hfsplus -apm-block-size 2048 -o apm-hfsplus.iso "$work/tree"
+if [ -f /usr/lib/ISOLINUX/isohdppx.bin ]; then
+  xo "${dates[@]}" -r -J -V MACHYBRID -isohybrid-mbr /usr/lib/ISOLINUX/isohdppx.bin -b boot/boot.bin -c boot/boot.cat \
+    -no-emul-boot -boot-load-size 4 -boot-info-table -eltorito-alt-boot -e boot/efi.img -no-emul-boot \
+    -isohybrid-gpt-basdat -isohybrid-apm-hfsplus -o mac-hybrid.iso "$work/tree"
+fi
 # MBR-only hybrid: a DOS partition table in the system area listing the ISO.
 xo "${dates[@]}" -r -J -V HYBRIDMBR --protective-msdos-label -o hybrid-mbr.iso "$work/tree"
 # Appended EFI system partition after the ISO, as distribution installers do.
