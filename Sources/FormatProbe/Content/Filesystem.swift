@@ -41,12 +41,21 @@ public enum FilesystemProbe: FormatProbe {
   }
 
   /// The filesystem whose superblock starts at `base` in a region of `length` bytes, or nil.
-  /// Throws only for I/O (a stream that no longer holds the bytes).
-  public static func describe(_ ctx: ProbeContext, at base: UInt64, length: UInt64) throws(ImageError) -> Description? {
+  /// Throws only for I/O (a stream that no longer holds the bytes). In a partition (`inPartition`)
+  /// LUKS and ISO 9660 are named too; at offset 0 they are image formats with probes of their own.
+  public static func describe(_ ctx: ProbeContext, at base: UInt64, length: UInt64, inPartition: Bool = false)
+    throws(ImageError) -> Description?
+  {
     let low = ByteReader(try window(ctx, base, 0, Limits.headBytes, length), base: base, format: "filesystem")
     var found: Description?
     if let d = squashfs(low) ?? xfs(low) ?? ntfs(low) ?? exfat(low) ?? fat(low) ?? ext(low) ?? lvm(low) ?? swap(low, windowStart: 0) {
       found = d
+    } else if inPartition, let d = luks(low) {
+      found = d
+    } else if inPartition, length >= 32774, try window(ctx, base, 32769, 5, length) == Array("CD001".utf8) {
+      // A hybrid ISO's partition table lists the ISO itself.
+      found = Description(type: "iso9660")
+      found?.json.set("type", "iso9660")
     } else if length > Limits.highStart {
       let high = ByteReader(try window(ctx, base, Limits.highStart, Limits.highBytes, length),
                             base: base + Limits.highStart, format: "filesystem")
@@ -427,6 +436,23 @@ public enum FilesystemProbe: FormatProbe {
       return d
     }
     return nil
+  }
+
+  // MARK: LUKS (partitions only)
+
+  /// LUKS header (LUKS1 on-disk format 1.2.3, LUKS2 on-disk format): magic "LUKS\xba\xbe" at 0,
+  /// version (2, BE) at 6, uuid (40, ASCII) at 168 in both versions. An encrypted partition: its
+  /// content cannot be described further.
+  static func luks(_ r: ByteReader) -> Description? {
+    guard r.matches([0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE], at: 0), let version = try? r.u16BE(at: 6, "version"),
+          let uuid = try? r.bytes(at: 168, 40, "uuid")
+    else { return nil }
+    var d = Description(type: "luks")
+    d.json.set("type", "luks")
+    d.json.set("version", Int(version))
+    let u = Text.ascii(uuid)
+    d.json.set("uuid", u.isEmpty ? nil : u)
+    return d
   }
 
   // MARK: squashfs
