@@ -194,11 +194,10 @@ final class PolicyTests: XCTestCase {
     XCTAssertEqual(TargetRules.evaluate(.glance, result: result(ova), declared: nil).map(\.id), ["glance.container-not-inspected"])
     // GCE: tar.gz holding the wrong member, then the right one with a bad size and no partition table.
     func tarGz(_ member: String, _ disk: ImageInfo) -> ImageInfo {
-      var tar = ImageInfo(probe: "tar", qemuFormat: "raw", diskFormat: .raw)
+      var tar = ImageInfo(probe: "ova", qemuFormat: "raw", diskFormat: .raw, subformat: "tar")
       tar.children = [ChildImage(name: member, offset: 512, size: disk.virtualSize, result: result(disk))]
-      var gz = ImageInfo(probe: "compressed", qemuFormat: "raw", diskFormat: .raw)
+      var gz = ImageInfo(probe: "compressed", qemuFormat: "raw", diskFormat: .raw, subformat: "gzip")
       gz.containerFormat = .compressed
-      gz.formatSpecific.set("algorithm", "gzip")
       gz.children = [ChildImage(name: "payload", offset: nil, size: nil, result: result(tar))]
       return gz
     }

@@ -150,8 +150,9 @@ public enum TargetRules {
   static func gce(_ info: ImageInfo) -> [Finding] {
     var out: [Finding] = []
     let member = info.children.first
-    let isTarGz = info.probe == "compressed" && (info.formatSpecific.json["algorithm"]?.string ?? "gzip") == "gzip"
-      && member?.result.info?.probe == "tar"
+    // A plain tar (no .ovf) is reported by the OVA probe with subformat "tar".
+    let isTarGz = info.probe == "compressed" && info.subformat == "gzip"
+      && member?.result.info?.probe == "ova" && member?.result.info?.subformat == "tar"
     var disk: ImageInfo? = nil
     if isTarGz, let tar = member?.result.info {
       let names = tar.children.map(\.name)
