@@ -590,4 +590,30 @@ final class VHDTests: XCTestCase {
     XCTAssertEqual(r.counts.json["allocated-clusters"], .uint(UInt64(entries)))
   }
 
+
+  func testBATNotKeptByAStreamIsNeedsSeekable() throws {
+    // The BAT at 128 KiB, no blocks allocated: a stream keeping the first 64 KiB and the
+    // trailing footer no longer holds it, so the check says it needs a file rather than guessing.
+    var img = VHDImageBuilder()
+    img.header.tableOffset = 128 << 10
+    var bytes = img.footer.bytes + img.header.bytes
+    bytes += [UInt8](repeating: 0, count: (128 << 10) - bytes.count) + [UInt8](repeating: 0xff, count: 512)
+    bytes += img.footer.bytes
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vhd-stream-\(getpid()).vhd").path
+    defer { unlink(path) }
+    XCTAssert(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+    func streamCheck(head: Int) throws -> CheckReport {
+      let fd = open(path, O_RDONLY)
+      defer { close(fd) }
+      let ctx = try ProbeContext(source: StreamSource(fd: fd, headLimit: head, tailLimit: 512))
+      return VHDProbe.deepCheck(ctx, try XCTUnwrap(VHDProbe.probe(ctx)))
+    }
+    // The BAT kept in the head: nothing to report.
+    XCTAssertEqual(try streamCheck(head: 256 << 10).findings, [])
+    let r = try streamCheck(head: 64 << 10)
+    XCTAssertEqual(ids(r.findings), ["vhd.needs-seekable"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(0))
+    XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
+  }
 }

@@ -647,6 +647,30 @@ final class VHDXTests: XCTestCase {
     XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
     XCTAssertEqual(r.counts.json["allocated-clusters"], .uint(UInt64(payload)))
   }
+
+  func testBATNotKeptByAStreamIsNeedsSeekable() throws {
+    // A stream keeping the first 3 MiB (headers, regions, log, metadata) and the last 64 KiB:
+    // the BAT at 3 MiB is gone, so the check says it needs a file rather than guessing.
+    var b = VHDXBuilder()
+    b.blocks = 1
+    b.bat = [VHDXBuilder.present(0)]
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vhdx-stream-\(getpid()).vhdx").path
+    defer { unlink(path) }
+    XCTAssert(FileManager.default.createFile(atPath: path, contents: Data(b.bytes)))
+    func streamCheck(head: Int) throws -> CheckReport {
+      let fd = open(path, O_RDONLY)
+      defer { close(fd) }
+      let ctx = try ProbeContext(source: StreamSource(fd: fd, headLimit: head, tailLimit: 64 << 10))
+      return VHDXProbe.deepCheck(ctx, try XCTUnwrap(VHDXProbe.probe(ctx)))
+    }
+    // The BAT kept in the head: nothing to report.
+    XCTAssertEqual(try streamCheck(head: 4 << 20).findings, [])
+    let r = try streamCheck(head: 3 << 20)
+    XCTAssertEqual(ids(r.findings), ["vhdx.needs-seekable"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(0))
+    XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
+  }
 }
 
 /// Deterministic mutation smoke tests: single-byte changes in the structures neither probe
