@@ -79,3 +79,246 @@ final class QCOWCheckTests: XCTestCase {
     XCTAssertGreaterThan(report.counts.json["corruptions"]?.uint ?? 0, 0)
   }
 }
+
+/// Hand-built hostile images, one per finding id, each next to the valid image it was made from.
+final class QCOWCheckHostileTests: XCTestCase {
+  static let copied: UInt64 = 1 << 63
+  static let compressedFlag: UInt64 = 1 << 62
+
+  /// A valid image with `bits`-bit clusters: header, refcount table, refcount block, L1, then
+  /// cluster 4 an L2 table naming cluster 5, a data cluster (all refcount 1, COPIED set).
+  static func withData(bits: UInt32 = 9) -> QCOW2Builder {
+    var b = QCOW2Builder()
+    b.clusterBits = bits
+    let cs = UInt64(1) << UInt64(bits)
+    b.refcountTableOffset = cs
+    b.l1TableOffset = 3 * cs
+    b.size = 1 << 20
+    b.l1Size = UInt32(max(1, Checked.ceilDiv(b.size, (cs / 8) * cs)))
+    b.l1Entries = [4 * cs | copied]
+    b.tail = [b.table([5 * cs | copied]), [UInt8](repeating: 0x5a, count: Int(cs))]
+    b.refcounts = [0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1]
+    return b
+  }
+
+  static func check(_ b: QCOW2Builder) throws -> CheckReport { try QCOWCheckTests.deepCheck(b.build()) }
+  static func ids(_ r: CheckReport) -> Set<String> { Set(r.findings.map(\.id)) }
+  static func count(_ r: CheckReport, _ key: String) -> UInt64? { r.counts.json[key]?.uint }
+
+  func testValidBuiltImages() throws {
+    for bits: UInt32 in [9, 12, 16] {
+      let r = try Self.check(Self.withData(bits: bits))
+      XCTAssertEqual(r.findings.map(\.id), [], "bits \(bits): \(r.findings.map(\.message))")
+      XCTAssertEqual(Self.count(r, "corruptions"), 0)
+      XCTAssertEqual(Self.count(r, "leaks"), 0)
+      XCTAssertEqual(Self.count(r, "allocated-clusters"), 1)
+      XCTAssertEqual(Self.count(r, "image-end-offset"), 6 << UInt64(bits))
+    }
+    // The empty image too.
+    XCTAssertEqual(try Self.check(QCOW2Builder()).findings.map(\.id), [])
+  }
+
+  func testRefcountWidths() throws {
+    for order: UInt32 in 0...6 {
+      var b = Self.withData()
+      b.refcountOrder = order
+      let r = try Self.check(b)
+      XCTAssertEqual(r.findings.map(\.id), [], "order \(order): \(r.findings.map(\.message))")
+      b.refcounts[5] = 0
+      XCTAssertEqual(Self.count(try Self.check(b), "corruptions"), 2, "order \(order): refcount 0 and COPIED")
+    }
+  }
+
+  func testL1Entry() throws {
+    var b = Self.withData()
+    b.l1Entries = [4 * 512 | Self.copied | 1 << 60]
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.l1-entry"))
+    // Misaligned L2 table (needs clusters larger than 512 bytes to express).
+    var c = Self.withData(bits: 16)
+    c.l1Entries = [4 << 16 | 0x200 | Self.copied]
+    let r = try Self.check(c)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.l1-entry"), "\(r.findings.map(\.message))")
+    // An L2 table named twice by one L1 table.
+    var d = Self.withData()
+    d.size = 64 << 10
+    d.l1Size = 2
+    d.l1Entries = [4 * 512 | Self.copied, 4 * 512 | Self.copied]
+    let dup = try Self.check(d)
+    XCTAssertTrue(Self.ids(dup).contains("qcow2.l1-entry"))
+    XCTAssertTrue(Self.ids(dup).contains("qcow2.refcount-mismatch"))
+  }
+
+  func testL2Entry() throws {
+    var b = Self.withData()
+    b.tail[0] = b.table([5 * 512 | Self.copied | 1 << 57])
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.l2-entry"))
+    var c = Self.withData(bits: 16)
+    c.tail[0] = c.table([5 << 16 | 0x400 | Self.copied])
+    XCTAssertTrue(Self.ids(try Self.check(c)).contains("qcow2.l2-entry"))
+  }
+
+  func testCompressedEntry() throws {
+    // Valid: one compressed cluster of one sector at cluster 5 (x = 62 - (9 - 8) = 61).
+    var b = Self.withData()
+    b.tail[0] = b.table([Self.compressedFlag | 5 * 512])
+    let ok = try Self.check(b)
+    XCTAssertEqual(ok.findings.map(\.id), [], "\(ok.findings.map(\.message))")
+    XCTAssertEqual(Self.count(ok, "compressed-clusters"), 1)
+    b.tail[0] = b.table([Self.compressedFlag | Self.copied | 5 * 512])
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.compressed-entry"))
+    // A compressed descriptor far beyond the end of the file.
+    b.tail[0] = b.table([Self.compressedFlag | 4000 * 512])
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.truncated"))
+  }
+
+  func testSubclusterBitmap() throws {
+    var b = Self.withData(bits: 14)
+    b.incompatibleFeatures = 1 << 4
+    let cs = UInt64(1) << 14
+    func l2(_ entry: UInt64, _ bitmap: UInt64) -> [UInt8] { b.table([entry, bitmap]) }
+    b.tail[0] = l2(5 * cs | Self.copied, 0x0000_0000_ffff_ffff)  // all subclusters allocated
+    let ok = try Self.check(b)
+    XCTAssertEqual(ok.findings.map(\.id), [], "\(ok.findings.map(\.message))")
+    b.tail[0] = l2(5 * cs | Self.copied, 0x0000_0001_0000_0001)  // subcluster 0 allocated and zero
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.subcluster-bitmap"))
+    b.tail[0] = l2(0, 0x0000_0000_0000_0003)                     // unallocated with allocated subclusters
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.subcluster-bitmap"))
+    b.tail[0] = l2(Self.compressedFlag | 5 * cs, 1)              // compressed with a bitmap
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.subcluster-bitmap"))
+  }
+
+  func testRefcountBlock() throws {
+    // The refcount table entry is rewritten by hand in the built image (cluster 1).
+    func image(_ entry: UInt64) -> [UInt8] {
+      var bytes = Self.withData().build()
+      bytes.replaceSubrange(512..<520, with: QCOW2Builder.be64(entry))
+      return bytes
+    }
+    for entry: UInt64 in [2 * 512 | 1, 1 << 40, 3 * 512] {  // reserved bits, beyond the file, shared with the L1
+      let r = try QCOWCheckTests.deepCheck(image(entry))
+      XCTAssertTrue(Self.ids(r).contains("qcow2.refcount-block"), "\(hex(entry)): \(r.findings.map(\.message))")
+    }
+  }
+
+  func testRefcountMismatchAndLeak() throws {
+    var b = Self.withData()
+    b.refcounts[5] = 0
+    let r = try Self.check(b)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.refcount-mismatch"))
+    XCTAssertEqual(r.findings.first { $0.id == "qcow2.refcount-mismatch" }?.severity, .corrupt)
+    var c = Self.withData()
+    c.refcounts[5] = 2  // more than its one reference, and COPIED says refcount 1
+    c.refcounts[6] = 1
+    c.tail.append([UInt8](repeating: 0, count: 512))
+    let leak = try Self.check(c)
+    XCTAssertTrue(Self.ids(leak).contains("qcow2.leaked-clusters"))
+    XCTAssertEqual(Self.count(leak, "leaks"), 2)
+    XCTAssertTrue(Self.ids(leak).contains("qcow2.copied-flag"))
+  }
+
+  func testCopiedFlag() throws {
+    var b = Self.withData()
+    b.tail[0] = b.table([5 * 512])  // refcount 1 without COPIED
+    let r = try Self.check(b)
+    XCTAssertEqual(Self.ids(r), ["qcow2.copied-flag"])
+    XCTAssertEqual(Self.count(r, "corruptions"), 1)
+    b.tail[0] = b.table([5 * 512 | Self.copied])
+    b.l1Entries = [4 * 512]  // the L2 table's COPIED flag missing
+    XCTAssertEqual(Self.ids(try Self.check(b)), ["qcow2.copied-flag"])
+  }
+
+  func testMetadataOverlap() throws {
+    var b = Self.withData()
+    b.tail[0] = b.table([3 * 512 | Self.copied])  // the data cluster is the L1 table
+    let r = try Self.check(b)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.metadata-overlap"), "\(r.findings.map(\.message))")
+  }
+
+  func testTruncatedTables() throws {
+    var b = Self.withData()
+    b.l1Entries = [1 << 30 | Self.copied]  // L2 table beyond the end of the file
+    let r = try Self.check(b)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.truncated"))
+    XCTAssertGreaterThan(Self.count(r, "corruptions") ?? 0, 0)
+    // The file cut inside the L2 table.
+    let cut = Array(Self.withData().build().prefix(4 * 512 + 100))
+    let c = try QCOWCheckTests.deepCheck(cut)
+    XCTAssertTrue(Self.ids(c).contains("qcow2.truncated"), "\(c.findings.map(\.message))")
+  }
+
+  func testBitmapTable() throws {
+    var b = Self.withData()
+    b.autoclearFeatures = 1
+    b.extensions = [(0x2385_2875, QCOW2Builder.be32(1) + QCOW2Builder.be32(0) + QCOW2Builder.be64(32) + QCOW2Builder.be64(6 * 512))]
+    var d = [UInt8]()
+    d += QCOW2Builder.be64(7 * 512)  // bitmap_table_offset
+    d += QCOW2Builder.be32(1)        // bitmap_table_size
+    d += QCOW2Builder.be32(2)        // flags: auto
+    d += [1, 16]                     // type, granularity_bits
+    d += QCOW2Builder.be16(2)        // name_size
+    d += QCOW2Builder.be32(0)        // extra_data_size
+    d += Array("b0".utf8)
+    b.tail += [d, b.table([8 * 512]), [UInt8](repeating: 0xff, count: 512)]
+    b.refcounts[6] = 1; b.refcounts[7] = 1; b.refcounts[8] = 1
+    let ok = try Self.check(b)
+    XCTAssertEqual(ok.findings.map(\.id), [], "\(ok.findings.map(\.message))")
+    b.tail[3] = b.table([8 * 512 | 1 << 3])
+    XCTAssertTrue(Self.ids(try Self.check(b)).contains("qcow2.bitmap-table"))
+    // Without the autoclear bit the bitmap clusters are unowned: leaks, as qemu-img reports.
+    b.tail[3] = b.table([8 * 512])
+    b.autoclearFeatures = 0
+    XCTAssertEqual(Self.count(try Self.check(b), "leaks"), 3)
+  }
+
+  func testRefcountOverflow() throws {
+    // 9 L2 tables of 8192 compressed entries each, all in one host cluster: 73728 references.
+    var b = QCOW2Builder()
+    b.clusterBits = 16
+    let cs: UInt64 = 1 << 16
+    b.refcountTableOffset = cs
+    b.l1TableOffset = 3 * cs
+    b.size = 9 * 8192 * cs
+    b.l1Size = 9
+    b.l1Entries = (0..<9).map { (4 + $0) * cs | Self.copied }
+    let l2 = b.table([UInt64](repeating: Self.compressedFlag | 13 * cs, count: 8192))
+    b.tail = [[UInt8]](repeating: l2, count: 9) + [[UInt8](repeating: 1, count: 512)]
+    for k: UInt64 in 0..<14 { b.refcounts[k] = 1 }
+    let r = try Self.check(b)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.refcount-overflow"), "\(Self.ids(r))")
+    XCTAssertTrue(Self.ids(r).contains("qcow2.refcount-mismatch"))
+  }
+
+  func testCheckLimitAndSeekable() throws {
+    // A stream keeps its head (at least the 64 KiB every probe reads); the image is padded to it.
+    let head = 64 << 10
+    var bytes = Self.withData().build()
+    bytes += [UInt8](repeating: 0, count: head - bytes.count)
+    // A declared length with more host clusters than the check keeps refcounts for.
+    let huge = MemorySource(bytes, name: "stream", declaredSize: 1 << 40)
+    let ctx = try ProbeContext(source: huge)
+    let info = try XCTUnwrap(try QCOW2Probe.probe(ctx))
+    let r = QCOW2Probe.deepCheck(ctx, info)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.check-limit"), "\(r.findings.map(\.message))")
+    XCTAssertNil(r.counts.json["leaks"])
+    // An L2 table the stream no longer holds: a check error, not a guess.
+    var b = Self.withData()
+    b.l1Entries = [256 * 512 | Self.copied]
+    var far = b.build()
+    far += [UInt8](repeating: 0, count: head - far.count)
+    let partial = MemorySource(far, name: "stream", declaredSize: 512 << 10)
+    let pctx = try ProbeContext(source: partial)
+    let pinfo = try XCTUnwrap(try QCOW2Probe.probe(pctx))
+    let p = QCOW2Probe.deepCheck(pctx, pinfo)
+    XCTAssertTrue(Self.ids(p).contains("qcow2.check-error"), "\(p.findings.map(\.message))")
+    XCTAssertGreaterThan(Self.count(p, "check-errors") ?? 0, 0)
+  }
+
+  func testMalformedHeaderIsAFinding() throws {
+    var bytes = Self.withData().build()
+    bytes.replaceSubrange(20..<24, with: QCOW2Builder.be32(30))  // cluster_bits
+    let ctx = try ProbeContext(source: MemorySource(bytes))
+    let info = ImageInfo(probe: "qcow2", qemuFormat: "qcow2", diskFormat: .qcow2)
+    let r = QCOW2Probe.deepCheck(ctx, info)
+    XCTAssertEqual(r.findings.map(\.id), ["qcow2.cluster-bits"])
+  }
+}

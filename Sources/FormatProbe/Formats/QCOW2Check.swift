@@ -85,6 +85,7 @@ struct QCOW2Checker {
   var imageEnd: UInt64 = 0
   var scanned: UInt64 = 0
   var nextContiguous: UInt64 = 0
+  var overflows = 0
 
   var findings: [Finding] = []
   var perId: [String: Int] = [:]
@@ -146,14 +147,15 @@ struct QCOW2Checker {
   /// Counts one reference to every host cluster of [offset, offset + size), as QEMU's
   /// inc_refcounts does. An area reaching one cluster or more past the end of the file is a
   /// corruption; one that ends inside the cluster after the end is accepted, as QEMU does.
-  /// Returns false when the area is not inside the file.
+  /// `table` and `index` say which table entry named the area (for messages only, rendered on
+  /// error, so the hot loops build no strings). Returns false when the area is not inside the file.
   @discardableResult
-  mutating func reference(_ offset: UInt64, _ size: UInt64, _ owner: QCOW2Owner, _ what: String) -> Bool {
+  mutating func reference(_ offset: UInt64, _ size: UInt64, _ owner: QCOW2Owner, table: UInt64 = 0, index: Int = -1) -> Bool {
     guard size > 0 else { return true }
     let (end, overflow) = offset.addingReportingOverflow(size)
     if overflow || end > fileSize && end - fileSize >= clusterSize {
-      corrupt("qcow2.truncated", field: what, offset: offset,
-              "\(what) at \(hex(offset)) (\(size) bytes) lies beyond the end of the file (\(fileSize) bytes)")
+      corrupt("qcow2.truncated", field: owner.name, offset: offset,
+              "\(owner.name) at \(hex(offset)) (\(size) bytes\(QCOW2Checker.site(table, index))) lies beyond the end of the file (\(fileSize) bytes)")
       return false
     }
     guard refcountsComputed else { return true }
@@ -161,11 +163,11 @@ struct QCOW2Checker {
     let last = Int((end - 1) >> clusterBits)
     for k in first...last where k < nClusters {
       if refs[k] == UInt16.max {
-        if perId["qcow2.refcount-overflow", default: 0] == 0 {
+        overflows += 1
+        if overflows == 1 {
           add("qcow2.refcount-overflow", .corrupt, offset: UInt64(k) << clusterBits,
               "cluster \(k) is referenced more than 65535 times")
         }
-        perId["qcow2.refcount-overflow", default: 0] += 1
       } else {
         refs[k] += 1
       }
@@ -173,11 +175,15 @@ struct QCOW2Checker {
       if previous == .none {
         meta[k] = (meta[k] & 0xf0) | owner.rawValue
       } else if previous != owner || !owner.shareable {
-        add("qcow2.metadata-overlap", .corrupt, field: what, offset: UInt64(k) << clusterBits,
-            "host cluster \(k) (\(hex(UInt64(k) << clusterBits))) is used by both \(previous.name) and \(owner.name) (\(what))")
+        add("qcow2.metadata-overlap", .corrupt, field: owner.name, offset: UInt64(k) << clusterBits,
+            "host cluster \(k) (\(hex(UInt64(k) << clusterBits))) is used by both \(previous.name) and \(owner.name)\(QCOW2Checker.site(table, index))")
       }
     }
     return true
+  }
+
+  static func site(_ table: UInt64, _ index: Int) -> String {
+    index < 0 ? "" : ", named by entry \(index) of the table at \(hex(table))"
   }
 
   /// Marks the COPIED flag an active table entry gives a cluster (checked against its refcount).
@@ -195,14 +201,14 @@ struct QCOW2Checker {
       add("qcow2.check-limit", .warning,
           "the file has more than \(QCOW2CheckLimits.maxClusters) host clusters; table entries are bounds-checked but refcounts are not compared")
     }
-    reference(0, clusterSize, .header, "header")
+    reference(0, clusterSize, .header)
     checkL1(offset: h.l1TableOffset, entries: UInt64(h.l1Size), active: true, label: "active L1 table")
     for (i, s) in image.snapshots.enumerated() {
       checkL1(offset: s.l1TableOffset, entries: UInt64(s.l1Size), active: false, label: "snapshot \(i) ('\(s.name)') L1 table")
     }
-    reference(h.snapshotsOffset, image.snapshotTableBytes, .snapshotTable, "snapshot table")
+    reference(h.snapshotsOffset, image.snapshotTableBytes, .snapshotTable)
     let refcountTable = readRefcountTable()
-    if let c = image.cryptoHeader, h.cryptMethod == 2 { reference(c.offset, c.length, .cryptoHeader, "LUKS header") }
+    if let c = image.cryptoHeader, h.cryptMethod == 2 { reference(c.offset, c.length, .cryptoHeader) }
     checkBitmaps()
     if let refcountTable {
       checkRefcountBlocks(refcountTable)
@@ -244,7 +250,7 @@ struct QCOW2Checker {
   /// An L1 table and the L2 tables it names (QEMU check_refcounts_l1).
   mutating func checkL1(offset: UInt64, entries: UInt64, active: Bool, label: String) {
     guard entries > 0 else { return }
-    reference(offset, entries * 8, active ? .l1 : .snapshotL1, label)
+    reference(offset, entries * 8, active ? .l1 : .snapshotL1)
     guard entries <= QCOW2Limits.maxL1Bytes / 8 else {
       corrupt("qcow2.l1-entry", field: label, offset: offset, "\(label) has \(entries) entries, more than the 32 MiB limit")
       return
@@ -266,7 +272,7 @@ struct QCOW2Checker {
                 "\(label) entry \(i) (\(hex(e))) has reserved bits set")
       }
       guard l2 != 0 else { continue }
-      let inFile = reference(l2, clusterSize, .l2, "L2 table of \(label) entry \(i)")
+      let inFile = reference(l2, clusterSize, .l2, table: offset, index: i)
       if l2 & (clusterSize - 1) != 0 {
         corrupt("qcow2.l1-entry", field: label, offset: entryOffset,
                 "\(label) entry \(i) names an L2 table at \(hex(l2)), not cluster aligned")
@@ -339,7 +345,7 @@ struct QCOW2Checker {
           let hostOffset = e & compressedOffsetMask
           let sectors = ((e >> x) & sectorMask) + 1
           let size = sectors * 512 - (hostOffset & 511)
-          reference(hostOffset, size, .compressed, "compressed cluster of \(label) entry \(i)")
+          reference(hostOffset, size, .compressed, table: offset, index: i)
           if active {
             allocated += 1
             compressed += 1
@@ -380,7 +386,7 @@ struct QCOW2Checker {
                     "\(label) entry \(i) lacks the COPIED flag, which external data file clusters always have")
           }
         } else {
-          reference(host, clusterSize, .data, "data cluster of \(label) entry \(i)")
+          reference(host, clusterSize, .data, table: offset, index: i)
           if active { noteCopied(host, e & QCOW2Checker.copied != 0) }
         }
       }
@@ -388,14 +394,14 @@ struct QCOW2Checker {
   }
 
   mutating func readRefcountTable() -> [UInt64]? {
-    reference(h.refcountTableOffset, h.refcountTableBytes, .refcountTable, "refcount table")
+    reference(h.refcountTableOffset, h.refcountTableBytes, .refcountTable)
     return readTable(h.refcountTableOffset, entries: h.refcountTableBytes / 8, "refcount table")
   }
 
   /// Persistent bitmaps: directory, tables and the clusters they name (QEMU qcow2_check_bitmaps_refcounts).
   mutating func checkBitmaps() {
     guard let ext = image.bitmapsExtension, h.autoclearFeatures & QCOW2Feature.autoclearBitmaps != 0, ext.count > 0 else { return }
-    reference(ext.directoryOffset, ext.directorySize, .bitmapDirectory, "bitmap directory")
+    reference(ext.directoryOffset, ext.directorySize, .bitmapDirectory)
     for bm in image.bitmaps {
       let what = "bitmap '\(bm.name)' table"
       guard bm.tableSize > 0, bm.tableSize <= QCOW2Limits.maxBitmapTableEntries else { continue }
@@ -404,7 +410,7 @@ struct QCOW2Checker {
                 "\(what) at \(hex(bm.tableOffset)) is not cluster aligned")
         continue
       }
-      reference(bm.tableOffset, UInt64(bm.tableSize) * 8, .bitmapTable, what)
+      reference(bm.tableOffset, UInt64(bm.tableSize) * 8, .bitmapTable, table: ext.directoryOffset, index: 0)
       guard scanned + UInt64(bm.tableSize) <= QCOW2CheckLimits.maxEntriesScanned else {
         incomplete = true
         add("qcow2.check-limit", .warning, "bitmap tables exceed the deep check's work bound; refcounts were not compared")
@@ -424,7 +430,7 @@ struct QCOW2Checker {
                   "\(what) entry \(i) names data at \(hex(off)), not cluster aligned")
           continue
         }
-        reference(off, clusterSize, .bitmapData, "\(what) entry \(i)")
+        reference(off, clusterSize, .bitmapData, table: bm.tableOffset, index: i)
       }
     }
   }
@@ -450,7 +456,7 @@ struct QCOW2Checker {
                 "refcount block \(i) at \(hex(off)) lies beyond the end of the file (\(fileSize) bytes)")
         continue
       }
-      reference(off, clusterSize, .refcountBlock, "refcount block \(i)")
+      reference(off, clusterSize, .refcountBlock, table: h.refcountTableOffset, index: i)
       if refcountsComputed {
         let k = Int(off >> clusterBits)
         if refs[k] != 1 {
