@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -320,5 +321,60 @@ final class QCOWCheckHostileTests: XCTestCase {
     let info = ImageInfo(probe: "qcow2", qemuFormat: "qcow2", diskFormat: .qcow2)
     let r = QCOW2Probe.deepCheck(ctx, info)
     XCTAssertEqual(r.findings.map(\.id), ["qcow2.cluster-bits"])
+  }
+}
+
+/// LUKS deep checks: real headers from cryptsetup and QEMU are clean; edited ones are not.
+final class QCOWLUKSCheckTests: XCTestCase {
+  static func check(_ bytes: [UInt8]) throws -> CheckReport {
+    let ctx = try ProbeContext(source: MemorySource(bytes, name: "luks"))
+    let info = try XCTUnwrap(try LUKSProbe.probe(ctx))
+    return LUKSProbe.deepCheck(ctx, info)
+  }
+
+  func testFixturesAreClean() throws {
+    for file in ["qemu.luks", "luks1.img", "luks2.img", "luks2-argon.img"] {
+      let path = try Fixtures.path("qcow", file)
+      let ctx = try ProbeContext(source: FileSource(path: path))
+      let info = try XCTUnwrap(try LUKSProbe.probe(ctx))
+      let r = LUKSProbe.deepCheck(ctx, info)
+      XCTAssertEqual(r.findings.map(\.id), [], "\(file): \(r.findings.map(\.message))")
+    }
+  }
+
+  func testLUKS2ChecksumAndSecondHeader() throws {
+    let path = try Fixtures.path("qcow", "luks2.img")
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)).prefix(6 << 20))
+    // Shorten the file to a few MiB but keep the declared layout: only the headers are read.
+    let hdr = Int(UInt64(bytes[8]) << 56 | UInt64(bytes[9]) << 48 | UInt64(bytes[10]) << 40 | UInt64(bytes[11]) << 32
+      | UInt64(bytes[12]) << 24 | UInt64(bytes[13]) << 16 | UInt64(bytes[14]) << 8 | UInt64(bytes[15]))
+    // One changed character in the JSON area (inside the label-free padding after the JSON).
+    var edited = bytes
+    edited[hdr - 1] ^= 0x20
+    let fullPath = try Fixtures.path("qcow", "luks2.img")
+    let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: fullPath)[.size] as? Int)
+    edited += [UInt8](repeating: 0, count: max(0, size - edited.count))
+    bytes += [UInt8](repeating: 0, count: max(0, size - bytes.count))
+    XCTAssertEqual(try Self.check(bytes).findings.map(\.id), [])
+    let r = try Self.check(edited)
+    XCTAssertEqual(r.findings.map(\.id), ["luks.header-checksum"], "\(r.findings.map(\.message))")
+    // The second copy destroyed.
+    var noSecond = bytes
+    noSecond[hdr] = 0
+    XCTAssertEqual(try Self.check(noSecond).findings.map(\.id), ["luks.header"])
+  }
+
+  func testLUKS1KeySlots() throws {
+    // Payload at 2 MiB, slot 0 material at sector 8: 64 * 4000 bytes = 500 sectors.
+    XCTAssertEqual(try Self.check(QCOWFamilyBuilders.luks1(payloadSectors: 4096)).findings.map(\.id), [])
+    // Payload right after the header: the key material runs into it.
+    XCTAssertEqual(try Self.check(QCOWFamilyBuilders.luks1(payloadSectors: 100, fileSize: 1 << 20)).findings.map(\.id), ["luks.key-slot"])
+    // A file cut inside the key material.
+    XCTAssertEqual(try Self.check(QCOWFamilyBuilders.luks1(payloadSectors: 0, fileSize: 8192)).findings.map(\.id), ["luks.truncated"])
+    // Two active slots sharing material.
+    var two = QCOWFamilyBuilders.luks1(payloadSectors: 4096)
+    two.replaceSubrange((208 + 48)..<(208 + 52), with: QCOWFamilyBuilders.be32(0x00ac71f3))
+    two.replaceSubrange((208 + 48 + 40)..<(208 + 48 + 44), with: QCOWFamilyBuilders.be32(8))
+    XCTAssertEqual(try Self.check(two).findings.map(\.id), ["luks.key-slot"])
   }
 }

@@ -255,7 +255,7 @@ struct QCOW2Header: Sendable {
       throw ImageError(.limitExceeded, format: f, field: "nb_snapshots", offset: 60,
                        "is \(nbSnapshots); at most \(QCOW2Limits.maxSnapshots)", finding: "qcow2.snapshot-table")
     }
-    if nbSnapshots > 0, snapshotsOffset & (clusterSize - 1) != 0 {
+    if nbSnapshots > 0, snapshotsOffset & (clusterSize - 1) != 0 || snapshotsOffset > UInt64(Int64.max) {
       throw ImageError(.invalidField, format: f, field: "snapshots_offset", offset: 64,
                        "is \(hex(snapshotsOffset)), not aligned to the \(clusterSize)-byte cluster", finding: "qcow2.snapshot-table")
     }
@@ -591,11 +591,15 @@ struct QCOW2Image: Sendable {
                              tableSize: try r.u32BE(at: 8, "bitmap_table_size"), flags: try r.u32BE(at: 12, "bitmap flags"),
                              type: try r.u8(at: 16, "bitmap type"), granularityBits: try r.u8(at: 17, "granularity_bits"),
                              name: Text.utf8(name.bytes))
+        // A bitmap covers the virtual disk: ceil(size / granularity) bits in clusters of bits.
+        let expectedTable = QCOW2Limits.bitmapGranularityBits.contains(bm.granularityBits)
+          ? Checked.ceilDiv(Checked.ceilDiv(header.size, UInt64(1) << UInt64(bm.granularityBits)), header.clusterSize * 8) : 0
         if !QCOW2Limits.bitmapGranularityBits.contains(bm.granularityBits) || bm.type != 1
           || bm.tableSize > QCOW2Limits.maxBitmapTableEntries || bm.tableOffset & (header.clusterSize - 1) != 0
+          || UInt64(bm.tableSize) != expectedTable
         {
           findings.append(Finding("qcow2.bitmaps", .corrupt, field: "bitmap \(i)", offset: offset,
-                                  "bitmap '\(bm.name)' has type \(bm.type), granularity bits \(bm.granularityBits), table of \(bm.tableSize) entries at \(hex(bm.tableOffset)): outside the spec"))
+                                  "bitmap '\(bm.name)' has type \(bm.type), granularity bits \(bm.granularityBits), table of \(bm.tableSize) entries (the disk needs \(expectedTable)) at \(hex(bm.tableOffset)): outside the spec"))
         }
         bitmaps.append(bm)
         offset += entry

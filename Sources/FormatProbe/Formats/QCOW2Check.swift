@@ -410,27 +410,36 @@ struct QCOW2Checker {
                 "\(what) at \(hex(bm.tableOffset)) is not cluster aligned")
         continue
       }
-      reference(bm.tableOffset, UInt64(bm.tableSize) * 8, .bitmapTable, table: ext.directoryOffset, index: 0)
-      guard scanned + UInt64(bm.tableSize) <= QCOW2CheckLimits.maxEntriesScanned else {
+      let entries = UInt64(bm.tableSize)
+      guard reference(bm.tableOffset, entries * 8, .bitmapTable, table: ext.directoryOffset, index: 0) else { continue }
+      guard scanned + entries <= QCOW2CheckLimits.maxEntriesScanned else {
         incomplete = true
         add("qcow2.check-limit", .warning, "bitmap tables exceed the deep check's work bound; refcounts were not compared")
         return
       }
-      scanned += UInt64(bm.tableSize)
-      guard let table = readTable(bm.tableOffset, entries: UInt64(bm.tableSize), what) else { continue }
-      for (i, e) in table.enumerated() {
-        let off = e & QCOW2Checker.l2OffsetMask
-        if e & 0xff00_0000_0000_01fe != 0 {
-          corrupt("qcow2.bitmap-table", field: what, offset: bm.tableOffset + UInt64(i) * 8,
-                  "\(what) entry \(i) (\(hex(e))) has reserved bits set")
+      scanned += entries
+      // Read in pieces: a bitmap table may be far larger than any other table.
+      let piece = QCOW2CheckLimits.readPiece / 8
+      var first: UInt64 = 0
+      while first < entries {
+        let n = min(piece, entries - first)
+        guard let table = readTable(bm.tableOffset + first * 8, entries: n, what) else { break }
+        for (j, e) in table.enumerated() {
+          let i = Int(first) + j
+          let off = e & QCOW2Checker.l2OffsetMask
+          if e & 0xff00_0000_0000_01fe != 0 {
+            corrupt("qcow2.bitmap-table", field: what, offset: bm.tableOffset + UInt64(i) * 8,
+                    "\(what) entry \(i) (\(hex(e))) has reserved bits set")
+          }
+          guard off != 0 else { continue }
+          if off & (clusterSize - 1) != 0 {
+            corrupt("qcow2.bitmap-table", field: what, offset: bm.tableOffset + UInt64(i) * 8,
+                    "\(what) entry \(i) names data at \(hex(off)), not cluster aligned")
+            continue
+          }
+          reference(off, clusterSize, .bitmapData, table: bm.tableOffset, index: i)
         }
-        guard off != 0 else { continue }
-        if off & (clusterSize - 1) != 0 {
-          corrupt("qcow2.bitmap-table", field: what, offset: bm.tableOffset + UInt64(i) * 8,
-                  "\(what) entry \(i) names data at \(hex(off)), not cluster aligned")
-          continue
-        }
-        reference(off, clusterSize, .bitmapData, table: bm.tableOffset, index: i)
+        first += n
       }
     }
   }
