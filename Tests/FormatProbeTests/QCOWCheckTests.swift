@@ -7,7 +7,8 @@ import XCTest
 final class QCOWCheckTests: XCTestCase {
   static let validFixtures = ["v2.qcow2", "v3.qcow2", "c512.qcow2", "c2m.qcow2", "lazy.qcow2", "rc1.qcow2", "rc16.qcow2",
                               "rc64.qcow2", "el2.qcow2", "zstd.qcow2", "compressed.qcow2", "compressed-zstd.qcow2",
-                              "overlay.qcow2", "datafile.qcow2", "enc.qcow2", "snap.qcow2", "bitmap.qcow2"]
+                              "overlay.qcow2", "datafile.qcow2", "enc.qcow2", "snap.qcow2", "bitmap.qcow2", "snaps.qcow2",
+                              "prealloc.qcow2"]
   static let qemuCountKeys = ["leaks", "corruptions", "check-errors", "allocated-clusters", "fragmented-clusters",
                               "compressed-clusters", "total-clusters", "image-end-offset"]
 

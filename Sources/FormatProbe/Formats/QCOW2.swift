@@ -389,7 +389,10 @@ struct QCOW2Image: Sendable {
   var featureNames: [(type: UInt8, bit: UInt8, name: String)] = []
   var unknownExtensions: [(type: UInt32, length: UInt32, offset: UInt64)] = []
   var snapshots: [QCOW2Snapshot] = []
+  /// Snapshot table size with every entry padded to 8 bytes (QEMU's snapshots_size).
   var snapshotTableBytes: UInt64 = 0
+  /// Bytes the table occupies in the file: QEMU does not write the last entry's padding.
+  var snapshotTableUsed: UInt64 = 0
   var bitmaps: [QCOW2Bitmap] = []
   var luks: LUKSHeader?
   /// Problems found while decoding that do not stop `info` (tables beyond the end, ...).
@@ -529,6 +532,7 @@ struct QCOW2Image: Sendable {
         snap.name = Text.utf8(try rest.bytes(at: Int(extraSize) + Int(idSize), Int(nameSize), "snapshot name"))
         snapshots.append(snap)
         let entry = (40 + UInt64(varSize) + 7) & ~7
+        snapshotTableUsed = snapshotTableBytes + 40 + UInt64(varSize)
         offset += entry
         snapshotTableBytes += entry
         guard snapshotTableBytes <= QCOW2Limits.maxSnapshotTableBytes else {
@@ -632,7 +636,7 @@ struct QCOW2Image: Sendable {
     var list: [Finding?] = [
       check("L1 table", "l1_table_offset", 40, header.l1TableOffset, UInt64(header.l1Size) * 8),
       check("refcount table", "refcount_table_offset", 48, header.refcountTableOffset, header.refcountTableBytes),
-      check("snapshot table", "snapshots_offset", 64, header.snapshotsOffset, snapshotTableBytes),
+      check("snapshot table", "snapshots_offset", 64, header.snapshotsOffset, snapshotTableUsed),
     ]
     if let c = cryptoHeader { list.append(check("LUKS header", "crypto header offset", 0, c.offset, c.length)) }
     if let b = bitmapsExtension, header.autoclearFeatures & QCOW2Feature.autoclearBitmaps != 0 {

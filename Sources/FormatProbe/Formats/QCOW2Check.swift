@@ -307,6 +307,8 @@ struct QCOW2Checker {
       return
     }
     scanned += UInt64(count)
+    // QEMU measures fragmentation within each L2 table (check_refcounts_l2's local offset).
+    nextContiguous = 0
     let table: [UInt8]
     do {
       table = try ctx.source.readExactly(at: offset, count: Int(clusterSize), format: "qcow2", field: label)

@@ -37,6 +37,20 @@ q snapshot -c first snap.qcow2
 qemu-io -f qcow2 -c 'write -P 0xa5 64k 64k' snap.qcow2 >/dev/null
 q create -f qcow2 bitmap.qcow2 64M
 q bitmap --add -g 64k bitmap.qcow2 b0
+# Several snapshots, one deleted, with copy-on-write data between them (shared L2 tables and
+# data clusters with refcount 2, freed clusters, fragmentation).
+q create -f qcow2 -o compat=0.10 snaps.qcow2 64M
+qemu-io -f qcow2 -c 'write -P 1 0 192k' -c 'write -P 2 32M 64k' snaps.qcow2 >/dev/null
+q snapshot -c a snaps.qcow2
+qemu-io -f qcow2 -c 'write -P 3 64k 64k' snaps.qcow2 >/dev/null
+q snapshot -c b snaps.qcow2
+qemu-io -f qcow2 -c 'write -P 4 0 64k' -c 'write -P 5 48M 64k' snaps.qcow2 >/dev/null
+q snapshot -d a snaps.qcow2
+# Metadata preallocation: every L2 table and refcount block of a 4 GiB disk (sparse file).
+q create -f qcow2 -o preallocation=metadata prealloc.qcow2 4G
+# Data at the narrowest and widest refcount widths.
+qemu-io -f qcow2 -c 'write -P 6 0 128k' -c 'write -P 7 10M 64k' rc1.qcow2 >/dev/null
+qemu-io -f qcow2 -c 'write -P 8 0 128k' rc64.qcow2 >/dev/null
 # Data written with extended L2 subclusters and zstd, then a compressed conversion.
 qemu-io -f qcow2 -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1M 64k' el2.qcow2 >/dev/null
 qemu-io -f qcow2 -c 'write -P 0x33 0 64k' zstd.qcow2 >/dev/null
