@@ -52,6 +52,25 @@ final class QCOWCheckTests: XCTestCase {
     }
   }
 
+  func testQEDCountsAgreeWithQemuImgCheck() throws {
+    guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
+    for file in ["v.qed", "backing.qed", "data.qed", "leak.qed"] {
+      let path = try Fixtures.path("qcow", file)
+      let ctx = try ProbeContext(source: FileSource(path: path))
+      let info = try XCTUnwrap(try QEDProbe.probe(ctx))
+      let report = QEDProbe.deepCheck(ctx, info)
+      let ours = report.counts.json
+      let url = URL(fileURLWithPath: path)
+      let (_, out) = Fixtures.run(["-C", url.deletingLastPathComponent().path, "qemu-img", "check", "--output=json", "-f", "qed",
+                                   url.lastPathComponent])
+      let theirs = try JSONParser.parse(String(out[try XCTUnwrap(out.firstIndex(of: "{"))...]), format: "qemu-img")
+      for key in ["leaks", "corruptions", "check-errors", "allocated-clusters", "fragmented-clusters", "total-clusters"] {
+        XCTAssertEqual(ours[key]?.uint, theirs[key]?.uint ?? 0, "\(file): \(key)")
+      }
+      XCTAssertEqual(report.findings.map(\.id), file == "leak.qed" ? ["qed.leaked-clusters"] : [], file)
+    }
+  }
+
   func testValidFixturesHaveNoCorruptFindings() throws {
     for file in Self.validFixtures {
       let report = try Self.deepCheck(try Fixtures.path("qcow", file))
@@ -377,5 +396,43 @@ final class QCOWLUKSCheckTests: XCTestCase {
     two.replaceSubrange((208 + 48)..<(208 + 52), with: QCOWFamilyBuilders.be32(0x00ac71f3))
     two.replaceSubrange((208 + 48 + 40)..<(208 + 48 + 44), with: QCOWFamilyBuilders.be32(8))
     XCTAssertEqual(try Self.check(two).findings.map(\.id), ["luks.key-slot"])
+  }
+}
+
+/// QED deep check on hand-built images: header cluster, L1 at cluster 1, L2 at 2, data at 3.
+final class QCOWQEDCheckTests: XCTestCase {
+  static func image(l1: UInt64 = 2 * 4096, l2: [UInt64] = [3 * 4096], clusters: Int = 4) -> [UInt8] {
+    var b = Array(QCOWFamilyBuilders.qed().prefix(2 * 4096))
+    b.replaceSubrange(4096..<4104, with: QCOWFamilyBuilders.le64(l1))
+    var table = [UInt8](repeating: 0, count: 4096)
+    for (i, e) in l2.enumerated() { table.replaceSubrange(i * 8..<(i * 8 + 8), with: QCOWFamilyBuilders.le64(e)) }
+    b += table
+    b += [UInt8](repeating: 0x5a, count: max(0, clusters - 3) * 4096)
+    return b
+  }
+
+  static func check(_ bytes: [UInt8]) throws -> CheckReport {
+    let ctx = try ProbeContext(source: MemorySource(bytes, name: "qed"))
+    return QEDProbe.deepCheck(ctx, try XCTUnwrap(try QEDProbe.probe(ctx)))
+  }
+
+  func testValid() throws {
+    let r = try Self.check(Self.image())
+    XCTAssertEqual(r.findings.map(\.id), [])
+    XCTAssertEqual(r.counts.json["allocated-clusters"]?.uint, 1)
+    XCTAssertEqual(r.counts.json["leaks"]?.uint, 0)
+  }
+
+  func testFindings() throws {
+    XCTAssertEqual(try Self.check(Self.image(l1: 2 * 4096 + 8)).findings.map(\.id), ["qed.l1-entry", "qed.leaked-clusters"])
+    XCTAssertEqual(try Self.check(Self.image(l2: [1 << 40])).findings.map(\.id), ["qed.l2-entry", "qed.leaked-clusters"])
+    XCTAssertEqual(try Self.check(Self.image(l2: [3 * 4096, 3 * 4096])).findings.map(\.id), ["qed.cluster-reused"])
+    XCTAssertEqual(try Self.check(Self.image(l2: [4096])).findings.map(\.id), ["qed.cluster-reused", "qed.leaked-clusters"])
+    let leak = try Self.check(Self.image(clusters: 6))
+    XCTAssertEqual(leak.findings.map(\.id), ["qed.leaked-clusters"])
+    XCTAssertEqual(leak.counts.json["leaks"]?.uint, 2)
+    // The L2 table cut off by the end of the file.
+    let cut = try Self.check(Array(Self.image().prefix(2 * 4096 + 100)))
+    XCTAssertTrue(cut.findings.contains { $0.id == "qed.l1-entry" || $0.id == "qed.truncated" }, "\(cut.findings.map(\.message))")
   }
 }

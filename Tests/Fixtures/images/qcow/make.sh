@@ -84,6 +84,11 @@ q create -f qcow legacy.qcow 64M
 q create -f qcow -b base.raw -F raw legacy-backing.qcow
 q create -f qed v.qed 64M
 q create -f qed -b base.raw -F raw backing.qed
+q create -f qed data.qed 64M
+qemu-io -f qed -c 'write -P 1 0 128k' -c 'write -P 2 40M 64k' data.qed >/dev/null
+# A QED leak: one cluster appended that no table references (qemu-img check: 1 leak).
+cp v.qed leak.qed
+truncate -s +64k leak.qed
 # LUKS: qemu's luks driver (LUKS1) and cryptsetup LUKS1/LUKS2 on small files.
 q_retry create -f luks --object secret,id=sec0,data=fixture-secret -o key-secret=sec0,iter-time=10 qemu.luks 16M
 printf 'fixture-secret' > key.txt
