@@ -334,6 +334,18 @@ final class QCOWCheckHostileTests: XCTestCase {
     XCTAssertGreaterThan(Self.count(p, "check-errors") ?? 0, 0)
   }
 
+  func testCryptoHeaderKeyMaterial() throws {
+    // A 2 KiB LUKS area whose key slot 0 material (at 4 KiB, 250 KiB long) lies outside it.
+    var b = QCOW2Builder()
+    b.cryptMethod = 2
+    b.extensions = [(0x0537_be77, QCOW2Builder.be64(4 * 512) + QCOW2Builder.be64(2048))]
+    for k: UInt64 in 4...7 { b.refcounts[k] = 1 }
+    let luks = QCOWFamilyBuilders.luks1(payloadSectors: 4, fileSize: 2048)
+    b.tail = stride(from: 0, to: 2048, by: 512).map { Array(luks[$0..<($0 + 512)]) }
+    let r = try Self.check(b)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.crypto-header"), "\(r.findings.map(\.message))")
+  }
+
   func testMalformedHeaderIsAFinding() throws {
     var bytes = Self.withData().build()
     bytes.replaceSubrange(20..<24, with: QCOW2Builder.be32(30))  // cluster_bits

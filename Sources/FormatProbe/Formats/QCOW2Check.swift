@@ -208,7 +208,18 @@ struct QCOW2Checker {
     }
     reference(h.snapshotsOffset, image.snapshotTableBytes, .snapshotTable)
     let refcountTable = readRefcountTable()
-    if let c = image.cryptoHeader, h.cryptMethod == 2 { reference(c.offset, c.length, .cryptoHeader) }
+    if let c = image.cryptoHeader, h.cryptMethod == 2 {
+      reference(c.offset, c.length, .cryptoHeader)
+      // The LUKS key material lives inside the header area the extension declares.
+      if let luks = image.luks {
+        for var f in LUKSProbe.checkKeySlots(luks, fileSize: c.length) {
+          f.id = "qcow2.crypto-header"
+          f.offset = f.offset.map { $0 + c.offset }
+          corruptions += 1
+          findings.append(f)
+        }
+      }
+    }
     checkBitmaps()
     if let refcountTable {
       checkRefcountBlocks(refcountTable)
