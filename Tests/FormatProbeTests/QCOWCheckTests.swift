@@ -8,7 +8,11 @@ final class QCOWCheckTests: XCTestCase {
   static let validFixtures = ["v2.qcow2", "v3.qcow2", "c512.qcow2", "c2m.qcow2", "lazy.qcow2", "rc1.qcow2", "rc16.qcow2",
                               "rc64.qcow2", "el2.qcow2", "zstd.qcow2", "compressed.qcow2", "compressed-zstd.qcow2",
                               "overlay.qcow2", "datafile.qcow2", "enc.qcow2", "snap.qcow2", "bitmap.qcow2", "snaps.qcow2",
-                              "prealloc.qcow2"]
+                              "prealloc.qcow2", "damaged.qcow2"]
+  /// One table entry rewritten in each (make.sh): qemu-img check's counts must be reproduced.
+  static let damagedFixtures = ["damaged-copied.qcow2", "damaged-overlap.qcow2", "damaged-l2-eof.qcow2", "damaged-l1-dup.qcow2",
+                                "damaged-l1-eof.qcow2", "damaged-l1-rt.qcow2", "damaged-compressed.qcow2", "damaged-rt-eof.qcow2",
+                                "damaged-l2-reserved.qcow2"]
   static let qemuCountKeys = ["leaks", "corruptions", "check-errors", "allocated-clusters", "fragmented-clusters",
                               "compressed-clusters", "total-clusters", "image-end-offset"]
 
@@ -41,7 +45,7 @@ final class QCOWCheckTests: XCTestCase {
 
   func testCountsAgreeWithQemuImgCheck() throws {
     guard Fixtures.run(["qemu-img", "--version"]).0 == 0 else { throw XCTSkip("qemu-img is not installed") }
-    for file in Self.validFixtures + ["leak.qcow2", "refcount-zero.qcow2"] {
+    for file in Self.validFixtures + Self.damagedFixtures + ["leak.qcow2", "refcount-zero.qcow2"] {
       let path = try Fixtures.path("qcow", file)
       let ours = try Self.deepCheck(path).counts.json
       let theirs = try XCTUnwrap(Self.qemuCheck(path), file)
@@ -77,6 +81,14 @@ final class QCOWCheckTests: XCTestCase {
       XCTAssertEqual(report.findings.map(\.id), [], "\(file): \(report.findings.map(\.message))")
       XCTAssertEqual(report.counts.json["corruptions"]?.uint, 0, file)
       XCTAssertEqual(report.counts.json["leaks"]?.uint, 0, file)
+    }
+  }
+
+  func testDamagedFixturesAreCorrupt() throws {
+    for file in Self.damagedFixtures {
+      let report = try Self.deepCheck(try Fixtures.path("qcow", file))
+      XCTAssertTrue(report.findings.contains { $0.severity == .corrupt }, "\(file): \(report.findings.map(\.id))")
+      XCTAssertGreaterThan(report.counts.json["corruptions"]?.uint ?? 0, 0, file)
     }
   }
 

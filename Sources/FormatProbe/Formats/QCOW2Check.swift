@@ -194,6 +194,14 @@ struct QCOW2Checker {
     meta[k] |= copied ? QCOW2Checker.copiedSet : QCOW2Checker.copiedClear
   }
 
+  /// A cluster one or more clusters past the end of the file has no refcount the check reads
+  /// (QEMU reads 0 there), so a COPIED flag on it is also wrong, as QEMU's check_oflag_copied counts.
+  mutating func copiedOutside(_ inFile: Bool, _ entry: UInt64, _ host: UInt64, label: String, index: Int) {
+    guard !inFile, entry & QCOW2Checker.copied != 0 else { return }
+    corrupt("qcow2.copied-flag", field: label, offset: host,
+            "\(label) entry \(index) has the COPIED flag for \(hex(host)), beyond the end of the file, where the refcount is 0")
+  }
+
   // MARK: the check
 
   mutating func run() {
@@ -267,14 +275,15 @@ struct QCOW2Checker {
       return
     }
     guard let l1 = readTable(offset, entries: entries, label) else { return }
-    // An L2 table named twice by one L1 table is never valid; scan it once.
+    // An L2 table named twice by one L1 table is never valid. It is still scanned each time, as
+    // QEMU does, so the counts agree; the global entry budget bounds the work.
     var l2s = l1.map { $0 & QCOW2Checker.l1OffsetMask }.filter { $0 != 0 }
     l2s.sort()
     var duplicates = Set<UInt64>()
     if l2s.count > 1 {
       for i in 1..<l2s.count where l2s[i] == l2s[i - 1] { duplicates.insert(l2s[i]) }
     }
-    var scannedDuplicates = Set<UInt64>()
+    var reportedDuplicates = Set<UInt64>()
     for (i, e) in l1.enumerated() {
       let l2 = e & QCOW2Checker.l1OffsetMask
       let entryOffset = offset + UInt64(i) * 8
@@ -290,15 +299,15 @@ struct QCOW2Checker {
         continue
       }
       if active { noteCopied(l2, e & QCOW2Checker.copied != 0) }
+      if active { copiedOutside(inFile, e, l2, label: label, index: i) }
       guard inFile else { continue }
       if l2 + clusterSize > fileSize {
         corrupt("qcow2.truncated", field: label, offset: entryOffset,
                 "the L2 table at \(hex(l2)) of \(label) entry \(i) is cut off by the end of the file")
         continue
       }
-      if duplicates.contains(l2) {
-        if scannedDuplicates.contains(l2) { continue }
-        scannedDuplicates.insert(l2)
+      if duplicates.contains(l2), !reportedDuplicates.contains(l2) {
+        reportedDuplicates.insert(l2)
         add("qcow2.l1-entry", .corrupt, field: label, offset: entryOffset,
             "\(label) names the L2 table at \(hex(l2)) more than once")
       }
@@ -399,7 +408,8 @@ struct QCOW2Checker {
                     "\(label) entry \(i) lacks the COPIED flag, which external data file clusters always have")
           }
         } else {
-          reference(host, clusterSize, .data, table: offset, index: i)
+          let inFile = reference(host, clusterSize, .data, table: offset, index: i)
+          if active { copiedOutside(inFile, e, host, label: label, index: i) }
           if active { noteCopied(host, e & QCOW2Checker.copied != 0) }
         }
       }

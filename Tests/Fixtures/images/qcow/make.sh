@@ -76,6 +76,29 @@ set_refcount leak.qcow2 4 1
 # A corruption: the L1 table's cluster has refcount 0 (qemu-img check: 1 corruption).
 cp v3.qcow2 refcount-zero.qcow2
 set_refcount refcount-zero.qcow2 3 0
+# Damaged images whose qemu-img check counts the deep check must reproduce. The base has data in
+# four L2 tables of a 4 GiB disk; each copy has one 64-bit table entry rewritten.
+poke64() {  # FILE OFFSET VALUE (VALUE may have bit 63 set; bash arithmetic is 64-bit two's complement)
+  local hex; hex=$(printf %016x "$3")
+  printf "$(echo "$hex" | sed 's/../\\x&/g')" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+q create -f qcow2 damaged.qcow2 4G
+qemu-io -f qcow2 -c 'write -P 1 0 256k' -c 'write -P 2 40M 64k' -c 'write -P 3 1G 64k' -c 'write -P 3 3G 64k' \
+  damaged.qcow2 >/dev/null
+l1=$((16#$(be64 damaged.qcow2 40)))
+rt=$((16#$(be64 damaged.qcow2 48)))
+l2=$((16#$(be64 damaged.qcow2 "$l1") & 0x00fffffffffffe00))
+copied=$((1 << 63))
+mk_damaged() { cp damaged.qcow2 "$1"; poke64 "$1" "$2" "$3"; }
+mk_damaged damaged-copied.qcow2 "$l2" $((16#$(be64 damaged.qcow2 "$l2") & ~copied))     # COPIED flag cleared
+mk_damaged damaged-overlap.qcow2 $((l2 + 8)) $((l1 | copied))                            # data cluster = L1 table
+mk_damaged damaged-l2-eof.qcow2 $((l2 + 16)) $(((1 << 36) | copied))                     # data far past the end
+mk_damaged damaged-l1-dup.qcow2 $((l1 + 16)) $((16#$(be64 damaged.qcow2 "$l1")))         # one L2 table named twice
+mk_damaged damaged-l1-eof.qcow2 $((l1 + 16)) $(((1 << 40) | copied))                     # L2 table past the end
+mk_damaged damaged-l1-rt.qcow2 $((l1 + 16)) $((rt | copied))                             # L2 table = refcount table
+mk_damaged damaged-compressed.qcow2 $((l2 + 800)) $((copied | (1 << 62) | (5 << 16)))    # compressed with COPIED
+mk_damaged damaged-rt-eof.qcow2 $((rt + 8)) $((1 << 40))                                 # refcount block past the end
+mk_damaged damaged-l2-reserved.qcow2 $((l2 + 8)) $((16#$(be64 damaged.qcow2 $((l2 + 8))) | (1 << 57)))
 # A truncated image: the snapshot's tables and data are cut off.
 cp snap.qcow2 truncated.qcow2
 truncate -s 300000 truncated.qcow2
