@@ -115,10 +115,11 @@ truncate -s +64k leak.qed
 # LUKS: qemu's luks driver (LUKS1) and cryptsetup LUKS1/LUKS2 on small files.
 q_retry create -f luks --object secret,id=sec0,data=fixture-secret -o key-secret=sec0,iter-time=10 qemu.luks 16M
 printf 'fixture-secret' > key.txt
-truncate -s 20M luks1.img luks2.img luks2-argon.img
+truncate -s 8M luks1.img luks2.img luks2-argon.img
 # Fixed iteration counts skip cryptsetup's benchmark, so each format takes milliseconds.
 cryptsetup luksFormat --batch-mode --type luks1 --pbkdf-force-iterations 1000 --key-file key.txt luks1.img
 cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+  --luks2-metadata-size 64k --luks2-keyslots-size 4m \
   --key-file key.txt luks2.img
 cryptsetup luksFormat --batch-mode --type luks2 --pbkdf argon2id --pbkdf-memory 32 --pbkdf-parallel 1 \
   --pbkdf-force-iterations 4 --luks2-metadata-size 16k --luks2-keyslots-size 1m --key-file key.txt luks2-argon.img >/dev/null \
