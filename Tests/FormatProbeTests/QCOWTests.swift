@@ -512,7 +512,8 @@ final class QCOWTests: XCTestCase {
     let info = try XCTUnwrap(probeBytes(QCOW2Probe.self, b.build()))
     XCTAssertEqual(info.formatSpecific.json["data-file"], .string("disk.raw"))
     XCTAssertEqual(info.formatSpecific.json["data-file-raw"], .bool(true))
-    XCTAssertEqual(info.externalReferences, [ExternalReference(kind: "data-file", name: "disk.raw")])
+    XCTAssertEqual(info.externalReferences.map(\.name), ["disk.raw"])
+    XCTAssertEqual(info.externalReferences.map(\.kind), ["data-file"])
     XCTAssertEqual(ids(info), ["qcow2.data-file"])
     // Raw external data without a data file is invalid.
     b.incompatibleFeatures = 0

@@ -381,6 +381,7 @@ struct QCOW2Image: Sendable {
   var backingFile: String?
   var backingFormat: String?
   var dataFile: String?
+  var dataFileOffset: UInt64?
   /// Full disk encryption header (offset, length) from extension 0x0537be77.
   var cryptoHeader: (offset: UInt64, length: UInt64)?
   /// Bitmaps extension: count, directory size and offset.
@@ -476,6 +477,7 @@ struct QCOW2Image: Sendable {
                            "is \(length) bytes; at most 1023")
         }
         dataFile = Text.utf8(data)
+        dataFileOffset = dataStart
       default:
         unknownExtensions.append((type, length, offset))
       }
@@ -721,9 +723,13 @@ struct QCOW2Image: Sendable {
                                    "the image reads unallocated clusters from backing file '\(backingFile)'" + (backingFormat.map { " (format \($0))" } ?? "") + ", outside the image",
                                    fix: "qemu-img convert -O qcow2 to a standalone image, or qemu-img rebase -b ''"))
     }
+    // Every name the image holds is listed, even one QEMU would not use.
+    if let dataFile { info.externalReferences.append(ExternalReference(kind: "data-file", name: dataFile, offset: dataFileOffset)) }
+    if dataFile != nil, !h.hasDataFile {
+      info.notes.append("an external data file name is present but the external data file feature bit is clear; QEMU does not use it")
+    }
     if h.hasDataFile {
       let name = dataFile ?? ""
-      if let dataFile { info.externalReferences.append(ExternalReference(kind: "data-file", name: dataFile)) }
       info.findings.append(Finding("qcow2.data-file", .unsafe, field: "incompatible_features", offset: 72,
                                    name.isEmpty ? "guest data lives in an external data file the image does not name; it is not in this file"
                                                 : "guest data lives in external data file '\(name)', outside the image",
