@@ -346,6 +346,29 @@ final class QCOWCheckHostileTests: XCTestCase {
     XCTAssertGreaterThan(Self.count(p, "check-errors") ?? 0, 0)
   }
 
+  /// 32768 L1 entries naming one L2 table of 8192 data entries: 2^28 references that QEMU scans
+  /// one by one. The check scans the table once and credits it 32768 times.
+  func testSharedL2TableIsScannedOnce() throws {
+    var b = QCOW2Builder()
+    b.clusterBits = 16
+    let cs: UInt64 = 1 << 16
+    b.refcountTableOffset = cs
+    b.l1TableOffset = 3 * cs
+    b.l1Size = 32768
+    b.size = 32768 * 8192 * cs
+    var bytes = b.build()  // header, refcount table, refcount block, (unused) cluster 3
+    bytes.replaceSubrange(40..<48, with: QCOW2Builder.be64(4 * cs))  // l1_table_offset: the L1 spans 4 clusters
+    for _ in 0..<32768 { bytes += QCOW2Builder.be64(8 * cs | Self.copied) }
+    bytes += b.table([UInt64](repeating: 9 * cs | Self.copied, count: 8192))
+    bytes += [UInt8](repeating: 1, count: Int(cs))
+    let start = Date()
+    let r = try QCOWCheckTests.deepCheck(bytes)
+    XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+    XCTAssertEqual(Self.count(r, "allocated-clusters"), 1 << 28)
+    XCTAssertTrue(Self.ids(r).contains("qcow2.l1-entry"))
+    XCTAssertTrue(Self.ids(r).contains("qcow2.refcount-overflow"))
+  }
+
   func testCryptoHeaderKeyMaterial() throws {
     // A 2 KiB LUKS area whose key slot 0 material (at 4 KiB, 250 KiB long) lies outside it.
     var b = QCOW2Builder()

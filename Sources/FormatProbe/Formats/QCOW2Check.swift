@@ -24,6 +24,8 @@ enum QCOW2CheckLimits {
   /// L2 and bitmap table entries scanned in all: 2^28 entries is 2 GiB of tables, far beyond a
   /// real image, and stops snapshots that share tables from multiplying the work without bound.
   static let maxEntriesScanned: UInt64 = 1 << 28
+  /// L2 tables remembered as scanned when the file is too large for per-cluster arrays (16 MiB).
+  static let maxScannedSet = 1 << 20
   /// Bytes per read of L1, refcount and bitmap tables.
   static let readPiece: UInt64 = 4 << 20
   /// Individual findings kept per id; the rest are summed up in one more finding.
@@ -71,7 +73,7 @@ struct QCOW2Checker {
   /// Computed references per host cluster (saturating); empty when over the cluster limit.
   var refs: [UInt16] = []
   /// Per host cluster: owner (low 4 bits), referenced by the active tables with COPIED set
-  /// (bit 4) or clear (bit 5).
+  /// (bit 4) or clear (bit 5), L2 table already scanned (bit 6).
   var meta: [UInt8] = []
   var refcountsComputed: Bool { !refs.isEmpty }
   var incomplete = false
@@ -84,6 +86,8 @@ struct QCOW2Checker {
   var compressed = 0
   var imageEnd: UInt64 = 0
   var scanned: UInt64 = 0
+  var l1EntriesRead: UInt64 = 0
+  var scannedWithoutRefcounts = Set<UInt64>()
   var nextContiguous: UInt64 = 0
   var overflows = 0
 
@@ -92,6 +96,8 @@ struct QCOW2Checker {
 
   static let copiedSet: UInt8 = 1 << 4
   static let copiedClear: UInt8 = 1 << 5
+  /// An L2 table already scanned (pass 2 of checkL1Tables).
+  static let scanned: UInt8 = 1 << 6
   static let l1OffsetMask: UInt64 = 0x00ff_ffff_ffff_fe00
   static let l1Reserved: UInt64 = 0x7f00_0000_0000_01ff
   static let l2OffsetMask: UInt64 = 0x00ff_ffff_ffff_fe00
@@ -126,8 +132,9 @@ struct QCOW2Checker {
     }
   }
 
-  mutating func corrupt(_ id: String, field: String? = nil, offset: UInt64? = nil, _ message: String) {
-    corruptions += 1
+  /// A corruption counted `times` times: QEMU counts a problem in a shared table once per reference.
+  mutating func corrupt(_ id: String, field: String? = nil, offset: UInt64? = nil, times: Int = 1, _ message: String) {
+    corruptions += times
     add(id, .corrupt, field: field, offset: offset, message)
   }
 
@@ -150,11 +157,12 @@ struct QCOW2Checker {
   /// `table` and `index` say which table entry named the area (for messages only, rendered on
   /// error, so the hot loops build no strings). Returns false when the area is not inside the file.
   @discardableResult
-  mutating func reference(_ offset: UInt64, _ size: UInt64, _ owner: QCOW2Owner, table: UInt64 = 0, index: Int = -1) -> Bool {
-    guard size > 0 else { return true }
+  mutating func reference(_ offset: UInt64, _ size: UInt64, _ owner: QCOW2Owner, table: UInt64 = 0, index: Int = -1,
+                          times: Int = 1) -> Bool {
+    guard size > 0, times > 0 else { return true }
     let (end, overflow) = offset.addingReportingOverflow(size)
     if overflow || end > fileSize && end - fileSize >= clusterSize {
-      corrupt("qcow2.truncated", field: owner.name, offset: offset,
+      corrupt("qcow2.truncated", field: owner.name, offset: offset, times: times,
               "\(owner.name) at \(hex(offset)) (\(size) bytes\(QCOW2Checker.site(table, index))) lies beyond the end of the file (\(fileSize) bytes)")
       return false
     }
@@ -162,14 +170,16 @@ struct QCOW2Checker {
     let first = Int(offset >> clusterBits)
     let last = Int((end - 1) >> clusterBits)
     for k in first...last where k < nClusters {
-      if refs[k] == UInt16.max {
+      let sum = Int(refs[k]) + times
+      if sum > Int(UInt16.max) {
         overflows += 1
         if overflows == 1 {
           add("qcow2.refcount-overflow", .corrupt, offset: UInt64(k) << clusterBits,
               "cluster \(k) is referenced more than 65535 times")
         }
+        refs[k] = UInt16.max
       } else {
-        refs[k] += 1
+        refs[k] = UInt16(sum)
       }
       let previous = QCOW2Owner(rawValue: meta[k] & 0x0f) ?? .none
       if previous == .none {
@@ -196,9 +206,9 @@ struct QCOW2Checker {
 
   /// A cluster one or more clusters past the end of the file has no refcount the check reads
   /// (QEMU reads 0 there), so a COPIED flag on it is also wrong, as QEMU's check_oflag_copied counts.
-  mutating func copiedOutside(_ inFile: Bool, _ entry: UInt64, _ host: UInt64, label: String, index: Int) {
+  mutating func copiedOutside(_ inFile: Bool, _ entry: UInt64, _ host: UInt64, label: String, index: Int, times: Int = 1) {
     guard !inFile, entry & QCOW2Checker.copied != 0 else { return }
-    corrupt("qcow2.copied-flag", field: label, offset: host,
+    corrupt("qcow2.copied-flag", field: label, offset: host, times: times,
             "\(label) entry \(index) has the COPIED flag for \(hex(host)), beyond the end of the file, where the refcount is 0")
   }
 
@@ -210,10 +220,7 @@ struct QCOW2Checker {
           "the file has more than \(QCOW2CheckLimits.maxClusters) host clusters; table entries are bounds-checked but refcounts are not compared")
     }
     reference(0, clusterSize, .header)
-    checkL1(offset: h.l1TableOffset, entries: UInt64(h.l1Size), active: true, label: "active L1 table")
-    for (i, s) in image.snapshots.enumerated() {
-      checkL1(offset: s.l1TableOffset, entries: UInt64(s.l1Size), active: false, label: "snapshot \(i) ('\(s.name)') L1 table")
-    }
+    checkL1Tables()
     reference(h.snapshotsOffset, image.snapshotTableBytes, .snapshotTable)
     let refcountTable = readRefcountTable()
     if let c = image.cryptoHeader, h.cryptMethod == 2 {
@@ -266,58 +273,137 @@ struct QCOW2Checker {
     return out
   }
 
-  /// An L1 table and the L2 tables it names (QEMU check_refcounts_l1).
-  mutating func checkL1(offset: UInt64, entries: UInt64, active: Bool, label: String) {
-    guard entries > 0 else { return }
-    reference(offset, entries * 8, active ? .l1 : .snapshotL1)
-    guard entries <= QCOW2Limits.maxL1Bytes / 8 else {
-      corrupt("qcow2.l1-entry", field: label, offset: offset, "\(label) has \(entries) entries, more than the 32 MiB limit")
-      return
+  /// One L1 table to check: snapshots sharing an L1 table are one entry with `times` > 1.
+  struct L1Table {
+    var offset: UInt64
+    var entries: UInt64
+    var times: Int
+    var active: Bool
+    var label: String
+  }
+
+  /// The L1 tables and the L2 tables they name (QEMU check_refcounts_l1), in two passes so that
+  /// shared tables cost one scan however often they are named: pass 1 counts the references to
+  /// every L2 table (its computed refcount), pass 2 scans each distinct L2 table once and credits
+  /// its entries that many times, which is what QEMU's repeated scans add up to.
+  mutating func checkL1Tables() {
+    var tables = [L1Table(offset: h.l1TableOffset, entries: UInt64(h.l1Size), times: 1, active: true, label: "active L1 table")]
+    var groups: [(offset: UInt64, entries: UInt64, first: Int, count: Int)] = []
+    let sorted = image.snapshots.enumerated().sorted { ($0.1.l1TableOffset, $0.1.l1Size, $0.0) < ($1.1.l1TableOffset, $1.1.l1Size, $1.0) }
+    for (i, sn) in sorted {
+      if let last = groups.last, last.offset == sn.l1TableOffset, last.entries == UInt64(sn.l1Size) {
+        groups[groups.count - 1].count += 1
+      } else {
+        groups.append((sn.l1TableOffset, UInt64(sn.l1Size), i, 1))
+      }
     }
-    guard let l1 = readTable(offset, entries: entries, label) else { return }
-    // An L2 table named twice by one L1 table is never valid. It is still scanned each time, as
-    // QEMU does, so the counts agree; the global entry budget bounds the work.
+    for g in groups.sorted(by: { $0.first < $1.first }) {
+      let name = image.snapshots[g.first].name
+      tables.append(L1Table(offset: g.offset, entries: g.entries, times: g.count, active: false,
+                            label: g.count > 1 ? "L1 table of snapshot \(g.first) ('\(name)') and \(g.count - 1) more" : "L1 table of snapshot \(g.first) ('\(name)')"))
+    }
+    var readable: [Bool] = []
+    for t in tables { readable.append(countL1(t)) }
+    for (t, ok) in zip(tables, readable) where ok {
+      scanL1(t)
+      if incomplete { return }
+    }
+  }
+
+  /// Pass 1 for one L1 table: its own clusters, entry checks, and one reference per entry to the
+  /// L2 table it names. Returns whether pass 2 should read it.
+  mutating func countL1(_ t: L1Table) -> Bool {
+    guard t.entries > 0 else { return false }
+    reference(t.offset, t.entries * 8, t.active ? .l1 : .snapshotL1, times: t.times)
+    guard t.entries <= QCOW2Limits.maxL1Bytes / 8 else {
+      corrupt("qcow2.l1-entry", field: t.label, offset: t.offset, times: t.times,
+              "\(t.label) has \(t.entries) entries, more than the 32 MiB limit")
+      return false
+    }
+    guard l1EntriesRead + t.entries <= QCOW2CheckLimits.maxEntriesScanned else {
+      incomplete = true
+      add("qcow2.check-limit", .warning, "the L1 tables hold more than \(QCOW2CheckLimits.maxEntriesScanned) entries in all; refcounts were not compared")
+      return false
+    }
+    l1EntriesRead += t.entries
+    guard let l1 = readTable(t.offset, entries: t.entries, t.label) else { return false }
+    // An L2 table named twice by one L1 table is never valid (QEMU counts it through refcounts).
     var l2s = l1.map { $0 & QCOW2Checker.l1OffsetMask }.filter { $0 != 0 }
     l2s.sort()
-    var duplicates = Set<UInt64>()
+    var duplicate: UInt64? = nil
     if l2s.count > 1 {
-      for i in 1..<l2s.count where l2s[i] == l2s[i - 1] { duplicates.insert(l2s[i]) }
+      for i in 1..<l2s.count where l2s[i] == l2s[i - 1] { duplicate = l2s[i]; break }
     }
-    var reportedDuplicates = Set<UInt64>()
+    if let duplicate {
+      add("qcow2.l1-entry", .corrupt, field: t.label, offset: t.offset,
+          "\(t.label) names the L2 table at \(hex(duplicate)) more than once")
+    }
     for (i, e) in l1.enumerated() {
       let l2 = e & QCOW2Checker.l1OffsetMask
-      let entryOffset = offset + UInt64(i) * 8
+      let entryOffset = t.offset + UInt64(i) * 8
       if e & QCOW2Checker.l1Reserved != 0 {
-        corrupt("qcow2.l1-entry", field: label, offset: entryOffset,
-                "\(label) entry \(i) (\(hex(e))) has reserved bits set")
+        corrupt("qcow2.l1-entry", field: t.label, offset: entryOffset, times: t.times,
+                "\(t.label) entry \(i) (\(hex(e))) has reserved bits set")
       }
       guard l2 != 0 else { continue }
-      let inFile = reference(l2, clusterSize, .l2, table: offset, index: i)
+      let inFile = reference(l2, clusterSize, .l2, table: t.offset, index: i, times: t.times)
       if l2 & (clusterSize - 1) != 0 {
-        corrupt("qcow2.l1-entry", field: label, offset: entryOffset,
-                "\(label) entry \(i) names an L2 table at \(hex(l2)), not cluster aligned")
+        corrupt("qcow2.l1-entry", field: t.label, offset: entryOffset, times: t.times,
+                "\(t.label) entry \(i) names an L2 table at \(hex(l2)), not cluster aligned")
         continue
       }
-      if active { noteCopied(l2, e & QCOW2Checker.copied != 0) }
-      if active { copiedOutside(inFile, e, l2, label: label, index: i) }
-      guard inFile else { continue }
-      if l2 + clusterSize > fileSize {
-        corrupt("qcow2.truncated", field: label, offset: entryOffset,
-                "the L2 table at \(hex(l2)) of \(label) entry \(i) is cut off by the end of the file")
-        continue
+      if t.active {
+        noteCopied(l2, e & QCOW2Checker.copied != 0)
+        copiedOutside(inFile, e, l2, label: t.label, index: i)
       }
-      if duplicates.contains(l2), !reportedDuplicates.contains(l2) {
-        reportedDuplicates.insert(l2)
-        add("qcow2.l1-entry", .corrupt, field: label, offset: entryOffset,
-            "\(label) names the L2 table at \(hex(l2)) more than once")
+      if inFile, l2 + clusterSize > fileSize {
+        corrupt("qcow2.truncated", field: t.label, offset: entryOffset, times: t.times,
+                "the L2 table at \(hex(l2)) of \(t.label) entry \(i) is cut off by the end of the file")
       }
-      checkL2(l2, active: active, label: "L2 table at \(hex(l2))")
+    }
+    return true
+  }
+
+  /// Pass 2 for one L1 table: scans each L2 table it names that no earlier table scanned.
+  mutating func scanL1(_ t: L1Table) {
+    guard let l1 = readTable(t.offset, entries: t.entries, t.label) else { return }
+    // How often the active table names each L2 table (QEMU scans, and counts statistics, per entry).
+    // Sorted offsets, counted by binary search: no per-entry dictionary for a 4 Mi-entry table.
+    var sortedL2: [UInt64] = []
+    if t.active {
+      sortedL2 = l1.map { $0 & QCOW2Checker.l1OffsetMask }
+      sortedL2.sort()
+    }
+    func activeCount(_ l2: UInt64) -> Int {
+      var lo = 0, hi = sortedL2.count
+      while lo < hi { let mid = (lo + hi) / 2; if sortedL2[mid] < l2 { lo = mid + 1 } else { hi = mid } }
+      var n = 0
+      while lo + n < sortedL2.count, sortedL2[lo + n] == l2 { n += 1 }
+      return max(n, 1)
+    }
+    for e in l1 {
+      let l2 = e & QCOW2Checker.l1OffsetMask
+      guard l2 != 0, l2 & (clusterSize - 1) == 0, l2 <= fileSize, clusterSize <= fileSize - l2 else { continue }
+      var times = t.times
+      if refcountsComputed {
+        let k = Int(l2 >> clusterBits)
+        if meta[k] & QCOW2Checker.scanned != 0 { continue }
+        meta[k] |= QCOW2Checker.scanned
+        times = max(1, Int(refs[k]))
+      } else if scannedWithoutRefcounts.count < QCOW2CheckLimits.maxScannedSet {
+        // No per-cluster arrays: a bounded set keeps a crafted L1 from rescanning one table.
+        if !scannedWithoutRefcounts.insert(l2).inserted { continue }
+      }
+      checkL2(l2, times: times, activeTimes: t.active ? (refcountsComputed ? activeCount(l2) : 1) : 0,
+              label: "L2 table at \(hex(l2))")
       if incomplete { return }
     }
   }
 
   /// One L2 table (QEMU check_refcounts_l2).
-  mutating func checkL2(_ offset: UInt64, active: Bool, label: String) {
+  /// `times`: references to this table in all L1 tables; `activeTimes`: from the active one.
+  mutating func checkL2(_ offset: UInt64, times: Int, activeTimes: Int, label: String) {
+    let active = activeTimes > 0
     let entrySize = Int(h.l2EntrySize)
     let count = Int(h.l2Entries)
     guard scanned + UInt64(count) <= QCOW2CheckLimits.maxEntriesScanned else {
@@ -351,65 +437,65 @@ struct QCOW2Checker {
         let entryOffset = offset + UInt64(i * entrySize)
         if e & QCOW2Checker.compressedFlag != 0 {
           if e & QCOW2Checker.copied != 0 {
-            corrupt("qcow2.compressed-entry", field: label, offset: entryOffset,
+            corrupt("qcow2.compressed-entry", field: label, offset: entryOffset, times: times,
                     "\(label) entry \(i) is compressed with the COPIED flag set, which is never valid")
           }
           if dataFile {
-            corrupt("qcow2.compressed-entry", field: label, offset: entryOffset,
+            corrupt("qcow2.compressed-entry", field: label, offset: entryOffset, times: times,
                     "\(label) entry \(i) is compressed in an image with an external data file")
             continue
           }
           if bitmap != 0 {
-            corrupt("qcow2.subcluster-bitmap", field: label, offset: entryOffset + 8,
+            corrupt("qcow2.subcluster-bitmap", field: label, offset: entryOffset + 8, times: times,
                     "\(label) entry \(i) is compressed but has a non-zero subcluster bitmap")
             continue
           }
           let hostOffset = e & compressedOffsetMask
           let sectors = ((e >> x) & sectorMask) + 1
           let size = sectors * 512 - (hostOffset & 511)
-          reference(hostOffset, size, .compressed, table: offset, index: i)
+          reference(hostOffset, size, .compressed, table: offset, index: i, times: times)
           if active {
-            allocated += 1
-            compressed += 1
-            fragmented += 1
+            allocated += activeTimes
+            compressed += activeTimes
+            fragmented += activeTimes
           }
           continue
         }
         if e & reservedMask != 0 {
-          corrupt("qcow2.l2-entry", field: label, offset: entryOffset,
+          corrupt("qcow2.l2-entry", field: label, offset: entryOffset, times: times,
                   "\(label) entry \(i) (\(hex(e))) has reserved bits set")
         }
         let host = e & QCOW2Checker.l2OffsetMask
         // host 0 with the zero flag is a plain zero cluster; without it, unallocated.
         if host == 0 && !(dataFile && h.autoclearFeatures & QCOW2Feature.autoclearRawData != 0) {
           if extended, bitmap & 0xffff_ffff != 0 {
-            corrupt("qcow2.subcluster-bitmap", field: label, offset: entryOffset + 8,
+            corrupt("qcow2.subcluster-bitmap", field: label, offset: entryOffset + 8, times: times,
                     "\(label) entry \(i) is unallocated but its bitmap marks subclusters allocated")
           }
           continue
         }
         if extended, (bitmap >> 32) & bitmap & 0xffff_ffff != 0 {
-          corrupt("qcow2.subcluster-bitmap", field: label, offset: entryOffset + 8,
+          corrupt("qcow2.subcluster-bitmap", field: label, offset: entryOffset + 8, times: times,
                   "\(label) entry \(i) marks subclusters both allocated and zero (\(hex(bitmap)))")
         }
         if host & (clusterSize - 1) != 0 {
-          corrupt("qcow2.l2-entry", field: label, offset: entryOffset,
+          corrupt("qcow2.l2-entry", field: label, offset: entryOffset, times: times,
                   "\(label) entry \(i) names a data cluster at \(hex(host)), not cluster aligned")
           continue
         }
         if active {
-          allocated += 1
-          if nextContiguous != 0 && host != nextContiguous { fragmented += 1 }
+          allocated += activeTimes
+          if nextContiguous != 0 && host != nextContiguous { fragmented += activeTimes }
           nextContiguous = host + clusterSize
         }
         if dataFile {
           if active, e & QCOW2Checker.copied == 0 {
-            corrupt("qcow2.copied-flag", field: label, offset: entryOffset,
+            corrupt("qcow2.copied-flag", field: label, offset: entryOffset, times: activeTimes,
                     "\(label) entry \(i) lacks the COPIED flag, which external data file clusters always have")
           }
         } else {
-          let inFile = reference(host, clusterSize, .data, table: offset, index: i)
-          if active { copiedOutside(inFile, e, host, label: label, index: i) }
+          let inFile = reference(host, clusterSize, .data, table: offset, index: i, times: times)
+          if active { copiedOutside(inFile, e, host, label: label, index: i, times: activeTimes) }
           if active { noteCopied(host, e & QCOW2Checker.copied != 0) }
         }
       }
