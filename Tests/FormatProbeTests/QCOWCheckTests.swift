@@ -478,6 +478,16 @@ final class QCOWQEDCheckTests: XCTestCase {
     let leak = try Self.check(Self.image(clusters: 6))
     XCTAssertEqual(leak.findings.map(\.id), ["qed.leaked-clusters"])
     XCTAssertEqual(leak.counts.json["leaks"]?.uint, 2)
+    // A stream that no longer holds the L2 table, and one too long to track.
+    var padded = Self.image()
+    padded[4096 + 8..<4096 + 16] = ArraySlice(QCOWFamilyBuilders.le64(40 * 4096))
+    padded += [UInt8](repeating: 0, count: (64 << 10) - padded.count)
+    let sctx = try ProbeContext(source: MemorySource(padded, name: "stream", declaredSize: 1 << 20))
+    let stream = QEDProbe.deepCheck(sctx, try XCTUnwrap(try QEDProbe.probe(sctx)))
+    XCTAssertTrue(stream.findings.map(\.id).contains("qed.check-error"), "\(stream.findings.map(\.message))")
+    let hctx = try ProbeContext(source: MemorySource(padded, name: "stream", declaredSize: 1 << 41))
+    let huge = QEDProbe.deepCheck(hctx, try XCTUnwrap(try QEDProbe.probe(hctx)))
+    XCTAssertTrue(huge.findings.map(\.id).contains("qed.check-limit"), "\(huge.findings.map(\.message))")
     // The L2 table cut off by the end of the file.
     let cut = try Self.check(Array(Self.image().prefix(2 * 4096 + 100)))
     XCTAssertTrue(cut.findings.contains { $0.id == "qed.l1-entry" || $0.id == "qed.truncated" }, "\(cut.findings.map(\.message))")

@@ -613,6 +613,28 @@ final class QCOWTests: XCTestCase {
     assertProbeError(QCOW2Probe.self, b.build(), kind: .invalidField, finding: "qcow2.header-extension")
   }
 
+  func testStreamNeedsSeekable() throws {
+    // A snapshot table beyond the 64 KiB a stream keeps here: a warning, not a guess.
+    var b = QCOW2Builder()
+    b.nbSnapshots = 1
+    b.snapshotsOffset = 1 << 20
+    var bytes = b.build()
+    bytes += [UInt8](repeating: 0, count: (64 << 10) - bytes.count)
+    let ctx = try ProbeContext(source: MemorySource(bytes, name: "stream", declaredSize: 2 << 20))
+    let info = try XCTUnwrap(try QCOW2Probe.probe(ctx))
+    XCTAssertEqual(ids(info), ["qcow2.needs-seekable"])
+    XCTAssertEqual(info.findings.first?.severity, .warning)
+  }
+
+  func testCryptoHeaderMalformed() throws {
+    var b = QCOW2Builder()
+    b.cryptMethod = 2
+    b.extensions = [(0x0537_be77, QCOW2Builder.be64(4 * 512) + QCOW2Builder.be64(1024))]
+    b.tail = [[UInt8](repeating: 0x41, count: 512), []]  // not a LUKS header
+    let info = try XCTUnwrap(probeBytes(QCOW2Probe.self, b.build()))
+    XCTAssertEqual(Set(ids(info)), ["qcow2.encrypted", "qcow2.crypto-header"])
+  }
+
   // MARK: legacy qcow
 
   func testLegacyQCOW() throws {
@@ -633,6 +655,13 @@ final class QCOWTests: XCTestCase {
     let enc = try XCTUnwrap(probeBytes(QCOWProbe.self, QCOWFamilyBuilders.qcow(crypt: 1)))
     XCTAssertEqual(enc.encrypted, true)
     XCTAssertEqual(ids(enc), ["qcow.encrypted", "qcow.banned"])
+  }
+
+  func testLegacyQCOWTruncated() throws {
+    // 1 GiB at 4 KiB clusters and 512-entry L2 tables: a 4 KiB L1 table, cut off at 1 KiB.
+    let info = try XCTUnwrap(probeBytes(QCOWProbe.self, QCOWFamilyBuilders.qcow(size: 1 << 40)))
+    XCTAssertEqual(ids(info), ["qcow.truncated", "qcow.banned"])
+    XCTAssertEqual(info.findings.first?.severity, .corrupt)
   }
 
   func testLegacyQCOWHostile() {
