@@ -26,6 +26,8 @@ enum QCOW2CheckLimits {
   static let maxEntriesScanned: UInt64 = 1 << 28
   /// L2 tables remembered as scanned when the file is too large for per-cluster arrays (16 MiB).
   static let maxScannedSet = 1 << 20
+  /// On-disk refcount look-ups for clusters past the end of the file (one cached block each).
+  static let maxOutsideLookups = 4096
   /// Bytes per read of L1, refcount and bitmap tables.
   static let readPiece: UInt64 = 4 << 20
   /// Individual findings kept per id; the rest are summed up in one more finding.
@@ -88,6 +90,10 @@ struct QCOW2Checker {
   var scanned: UInt64 = 0
   var l1EntriesRead: UInt64 = 0
   var scannedWithoutRefcounts = Set<UInt64>()
+  var onDiskTable: [UInt64] = []
+  var cachedBlock: [UInt8] = []
+  var cachedBlockOffset: UInt64 = 0
+  var outsideLookups = 0
   var nextContiguous: UInt64 = 0
   var overflows = 0
 
@@ -204,12 +210,14 @@ struct QCOW2Checker {
     meta[k] |= copied ? QCOW2Checker.copiedSet : QCOW2Checker.copiedClear
   }
 
-  /// A cluster one or more clusters past the end of the file has no refcount the check reads
-  /// (QEMU reads 0 there), so a COPIED flag on it is also wrong, as QEMU's check_oflag_copied counts.
+  /// A cluster one or more clusters past the end of the file is outside the computed arrays, so
+  /// its COPIED flag is checked here against its on-disk refcount, as QEMU's check_oflag_copied does.
   mutating func copiedOutside(_ inFile: Bool, _ entry: UInt64, _ host: UInt64, label: String, index: Int, times: Int = 1) {
-    guard !inFile, entry & QCOW2Checker.copied != 0 else { return }
+    guard !inFile else { return }
+    let stored = onDiskRefcount(host >> clusterBits)
+    guard (stored == 1) != (entry & QCOW2Checker.copied != 0) else { return }
     corrupt("qcow2.copied-flag", field: label, offset: host, times: times,
-            "\(label) entry \(index) has the COPIED flag for \(hex(host)), beyond the end of the file, where the refcount is 0")
+            "\(label) entry \(index) names \(hex(host)), beyond the end of the file, with the COPIED flag \(entry & QCOW2Checker.copied != 0 ? "set" : "clear") but refcount \(stored)")
   }
 
   // MARK: the check
@@ -219,10 +227,13 @@ struct QCOW2Checker {
       add("qcow2.check-limit", .warning,
           "the file has more than \(QCOW2CheckLimits.maxClusters) host clusters; table entries are bounds-checked but refcounts are not compared")
     }
+    // The on-disk refcounts are needed early for COPIED flags on clusters past the end of the file.
+    let refcountTable = readTable(h.refcountTableOffset, entries: h.refcountTableBytes / 8, "refcount table")
+    onDiskTable = refcountTable ?? []
     reference(0, clusterSize, .header)
     checkL1Tables()
     reference(h.snapshotsOffset, image.snapshotTableBytes, .snapshotTable)
-    let refcountTable = readRefcountTable()
+    reference(h.refcountTableOffset, h.refcountTableBytes, .refcountTable)
     if let c = image.cryptoHeader, h.cryptMethod == 2 {
       reference(c.offset, c.length, .cryptoHeader)
       // The LUKS key material lives inside the header area the extension declares.
@@ -502,9 +513,23 @@ struct QCOW2Checker {
     }
   }
 
-  mutating func readRefcountTable() -> [UInt64]? {
-    reference(h.refcountTableOffset, h.refcountTableBytes, .refcountTable)
-    return readTable(h.refcountTableOffset, entries: h.refcountTableBytes / 8, "refcount table")
+  /// The on-disk refcount of one cluster, for the few clusters outside the computed arrays
+  /// (COPIED flags naming clusters past the end of the file). The last block read is cached and
+  /// at most `maxOutsideLookups` clusters are looked up; beyond that, 0 is assumed.
+  mutating func onDiskRefcount(_ cluster: UInt64) -> UInt64 {
+    outsideLookups += 1
+    guard outsideLookups <= QCOW2CheckLimits.maxOutsideLookups else { return 0 }
+    let perBlock = (clusterSize * 8) / h.refcountBits
+    let block = cluster / perBlock
+    guard block < UInt64(onDiskTable.count) else { return 0 }
+    let off = onDiskTable[Int(block)] & QCOW2Checker.refblockOffsetMask
+    guard off != 0, off & (clusterSize - 1) == 0, off < fileSize else { return 0 }
+    if cachedBlockOffset != off {
+      guard let b = try? ctx.source.read(at: off, count: Int(clusterSize)), b.count == Int(clusterSize) else { return 0 }
+      cachedBlock = b
+      cachedBlockOffset = off
+    }
+    return QCOW2Checker.refcount(cachedBlock, index: Int(cluster % perBlock), bits: h.refcountBits)
   }
 
   /// Persistent bitmaps: directory, tables and the clusters they name (QEMU qcow2_check_bitmaps_refcounts).
@@ -598,8 +623,11 @@ struct QCOW2Checker {
     var leakedFirst: [Int] = []
     var k = 0
     var block = 0
-    while k < nClusters {
-      let upto = min(nClusters, k + perBlock)
+    // QEMU compares the clusters of the file, and the one after it only when something refers to it.
+    let fileClusters = Int(Checked.ceilDiv(fileSize, clusterSize))
+    let compared = nClusters > fileClusters && refs[fileClusters] > 0 ? nClusters : min(nClusters, fileClusters)
+    while k < compared {
+      let upto = min(compared, k + perBlock)
       var onDisk: [UInt8]? = nil
       if block < table.count {
         let e = table[block]
