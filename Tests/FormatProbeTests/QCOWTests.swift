@@ -356,6 +356,15 @@ final class QCOWTests: XCTestCase {
     XCTAssertEqual(info.findings.first?.severity, .unsafe)
   }
 
+  func testEmptyBackingFileName() throws {
+    var b = QCOW2Builder()
+    b.backingFileOffset = 0x100
+    b.backingFileSize = 0
+    let info = try XCTUnwrap(probeBytes(QCOW2Probe.self, b.build()))
+    XCTAssertNil(info.backingFilename)
+    XCTAssertEqual(ids(info), [])
+  }
+
   func testBackingFileOffsetOutsideCluster() {
     var b = QCOW2Builder()
     b.backingFileOffset = 0x10_0000

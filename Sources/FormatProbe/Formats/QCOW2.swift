@@ -410,7 +410,8 @@ struct QCOW2Image: Sendable {
     try header.validate()
     var image = QCOW2Image(header: header)
     try image.readExtensions(ctx)
-    if header.backingFileOffset != 0 {
+    // An empty name (size 0) means no backing file, as in QEMU.
+    if header.backingFileOffset != 0, header.backingFileSize > 0 {
       let r = try ctx.reader(at: header.backingFileOffset, count: Int(header.backingFileSize), format, "backing file name")
       image.backingFile = Text.utf8(r.bytes)
     }
