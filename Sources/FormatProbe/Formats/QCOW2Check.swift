@@ -103,7 +103,7 @@ struct QCOW2Checker {
   static let copiedSet: UInt8 = 1 << 4
   static let copiedClear: UInt8 = 1 << 5
   /// An L2 table already scanned (pass 2 of checkL1Tables).
-  static let scanned: UInt8 = 1 << 6
+  static let scannedBit: UInt8 = 1 << 6
   static let l1OffsetMask: UInt64 = 0x00ff_ffff_ffff_fe00
   static let l1Reserved: UInt64 = 0x7f00_0000_0000_01ff
   static let l2OffsetMask: UInt64 = 0x00ff_ffff_ffff_fe00
@@ -228,7 +228,10 @@ struct QCOW2Checker {
           "the file has more than \(QCOW2CheckLimits.maxClusters) host clusters; table entries are bounds-checked but refcounts are not compared")
     }
     // The on-disk refcounts are needed early for COPIED flags on clusters past the end of the file.
-    let refcountTable = readTable(h.refcountTableOffset, entries: h.refcountTableBytes / 8, "refcount table")
+    // A table a cluster or more past the end is reported once, by reference() below.
+    let (rtEnd, rtOverflow) = h.refcountTableOffset.addingReportingOverflow(h.refcountTableBytes)
+    let rtOutside = rtOverflow || rtEnd > fileSize && rtEnd - fileSize >= clusterSize
+    let refcountTable = rtOutside ? nil : readTable(h.refcountTableOffset, entries: h.refcountTableBytes / 8, "refcount table")
     onDiskTable = refcountTable ?? []
     reference(0, clusterSize, .header)
     checkL1Tables()
@@ -398,8 +401,8 @@ struct QCOW2Checker {
       var times = t.times
       if refcountsComputed {
         let k = Int(l2 >> clusterBits)
-        if meta[k] & QCOW2Checker.scanned != 0 { continue }
-        meta[k] |= QCOW2Checker.scanned
+        if meta[k] & QCOW2Checker.scannedBit != 0 { continue }
+        meta[k] |= QCOW2Checker.scannedBit
         times = max(1, Int(refs[k]))
       } else if scannedWithoutRefcounts.count < QCOW2CheckLimits.maxScannedSet {
         // No per-cluster arrays: a bounded set keeps a crafted L1 from rescanning one table.
