@@ -764,6 +764,10 @@ final class QCOWTests: XCTestCase {
     XCTAssertEqual(fs.at("slots.0.kdf"), .string("pbkdf2"))
     XCTAssertEqual(fs.at("slots.0.key-offset"), .uint(32768))
     XCTAssertEqual(ids(info), ["luks.encrypted"])
+    let required = QCOWFamilyBuilders.luks2JSON.replacingOccurrences(
+      of: "\"keyslots_size\":\"1015808\"", with: "\"keyslots_size\":\"1015808\",\"requirements\":{\"mandatory\":[\"online-reencrypt-v2\"]}")
+    let req = try XCTUnwrap(probeBytes(LUKSProbe.self, QCOWFamilyBuilders.luks2(json: required)))
+    XCTAssertEqual(req.formatSpecific.json.at("requirements.0"), .string("online-reencrypt-v2"))
     let fixed = QCOWFamilyBuilders.luks2JSON.replacingOccurrences(of: "\"size\":\"dynamic\"", with: "\"size\":\"65536\"")
     XCTAssertEqual(try probeBytes(LUKSProbe.self, QCOWFamilyBuilders.luks2(json: fixed))?.virtualSize, 65536)
   }

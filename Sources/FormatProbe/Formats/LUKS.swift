@@ -330,6 +330,15 @@ struct LUKS2Header: Sendable {
     fs.set("tokens", UInt64(LUKS2Header.members(json["tokens"]).count))
     info.formatSpecific = fs
     info.findings.append(LUKSProbe.encryptedFinding)
+    // Mandatory requirements (such as online re-encryption) stop readers that lack them.
+    if let required = json.at("config.requirements.mandatory")?.array?.compactMap(\.string), !required.isEmpty {
+      fs.set("requirements", JSON.array(required.prefix(LUKSLimits.maxLUKS2Objects).map { .string($0) }))
+      info.formatSpecific = fs
+      info.notes.append("the LUKS2 header requires \(required.joined(separator: ", ")); readers without it refuse the device")
+    }
+    if segments.count > 1 {
+      info.notes.append("the LUKS2 header has \(segments.count) data segments (a re-encryption in progress or an unusual layout)")
+    }
     if keyslots.isEmpty {
       info.notes.append("the LUKS2 header has no key slots: no passphrase can open it")
     }

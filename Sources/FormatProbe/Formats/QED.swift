@@ -157,6 +157,7 @@ enum QEDCheckLimits {
   static let maxClusters: UInt64 = 1 << 28
   /// L2 entries scanned in all (QED L2 tables are never shared, so this only stops crafted L1s).
   static let maxEntriesScanned: UInt64 = 1 << 28
+  /// Individual findings kept per id; the rest are summed up in one more finding.
   static let findingsPerId = 8
 }
 
