@@ -333,7 +333,7 @@ final class QCOWTests: XCTestCase {
   func testL1TableMisaligned() {
     var b = QCOW2Builder()
     b.l1TableOffset = 3 * 512 + 8
-    assertProbeError(QCOW2Probe.self, b.build(), kind: .invalidField, field: "l1_table_offset")
+    assertProbeError(QCOW2Probe.self, b.build(), kind: .invalidField, field: "l1_table_offset", finding: "qcow2.l1-table")
   }
 
   func testSizeBeyondInt64() {
