@@ -37,4 +37,27 @@ final class HostileDiscContainerTests: XCTestCase {
     let all = inspect(t.bytes).allFindings
     XCTAssertFalse(all.contains { $0.id == "ova.depth-limit" }, "\(all.map { $0.id })")
   }
+
+  /// An x86 bzImage setup header: 1 setup sector after the boot sector, `syssize` paragraphs of
+  /// protected-mode kernel after them.
+  func bzImage(fileSize: Int) -> [UInt8] {
+    var b = [UInt8](repeating: 0, count: fileSize)
+    b[0x1f1] = 1                                  // setup_sects
+    b[0x1f4] = 0x00; b[0x1f5] = 0x01              // syssize 0x100 paragraphs = 4096 bytes
+    b[0x1fe] = 0x55; b[0x1ff] = 0xaa              // boot flag
+    b.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
+    b[0x206] = 0x0f; b[0x207] = 0x02              // boot protocol 2.15
+    b[0x211] = 0x01                               // loadflags: LOADED_HIGH (bzImage)
+    return b
+  }
+
+  /// A kernel cut inside its protected-mode part (setup + syssize beyond the file) is truncated;
+  /// it was safe because only the setup sectors were checked.
+  func testBzImageShorterThanSyssizeIsTruncated() throws {
+    let cut = try XCTUnwrap(inspect(bzImage(fileSize: 1024 + 100)).info)
+    XCTAssertEqual(cut.probe, "aki")
+    XCTAssertTrue(cut.findings.contains { $0.id == "aki.truncated" && $0.severity == .corrupt }, "\(cut.findings)")
+    let whole = try XCTUnwrap(inspect(bzImage(fileSize: 1024 + 4096)).info)
+    XCTAssertFalse(whole.findings.contains { $0.id == "aki.truncated" }, "\(whole.findings)")
+  }
 }
