@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -59,5 +60,16 @@ final class HostileDiscContainerTests: XCTestCase {
     XCTAssertTrue(cut.findings.contains { $0.id == "aki.truncated" && $0.severity == .corrupt }, "\(cut.findings)")
     let whole = try XCTUnwrap(inspect(bzImage(fileSize: 1024 + 4096)).info)
     XCTAssertFalse(whole.findings.contains { $0.id == "aki.truncated" }, "\(whole.findings)")
+  }
+
+  /// A UDF anchor whose main volume descriptor sequence lies beyond the file was skipped silently;
+  /// a UDF reader (Windows prefers UDF on bridge discs) cannot mount such a volume.
+  func testUDFAnchorPointingBeyondTheFileIsReported() throws {
+    var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("disc", "udf-bridge.iso"))))
+    let anchor = 256 * 2048
+    XCTAssertFalse(Inspector.inspect(MemorySource(b)).allFindings.contains { $0.id == "iso.udf-anchor" })
+    b.replaceSubrange((anchor + 20)..<(anchor + 24), with: [0xff, 0xff, 0xff, 0xff])  // main sequence location
+    let all = Inspector.inspect(MemorySource(b)).allFindings
+    XCTAssertTrue(all.contains { $0.id == "iso.udf-anchor" && $0.field == "main volume descriptor sequence location" }, "\(all)")
   }
 }
