@@ -308,9 +308,14 @@ final class OVFTests: XCTestCase {
   }
 
   func testEntitiesAndCharacterReferences() throws {
-    let d = try OVFDescriptor.parse(ovf("<VirtualSystem ovf:id=\"a&amp;b&#x41;&#66;&lt;\"><Name>x &gt; y &unknown; &#0;</Name></VirtualSystem>"))
+    let d = try OVFDescriptor.parse(ovf("<VirtualSystem ovf:id=\"a&amp;b&#x41;&#66;&lt;\"><Name>x &gt; y &unknown;</Name></VirtualSystem>"))
     XCTAssertEqual(d.systems.first?.id, "a&bAB<")
-    XCTAssertEqual(d.systems.first?.name, "x > y &unknown; ?")
+    XCTAssertEqual(d.systems.first?.name, "x > y &unknown;")
+    // A reference to a character XML does not allow (NUL, a surrogate, beyond U+10FFFF) is a
+    // fatal error for libxml2 and expat alike: the document is malformed, not patched with '?'.
+    for bad in ["&#0;", "&#xD800;", "&#x110000;", "&#99999999999;", "&#xZZ;"] {
+      XCTAssertThrowsError(try OVFDescriptor.parse(ovf("<VirtualSystem ovf:id=\"a\"><Name>x \(bad)</Name></VirtualSystem>")), bad)
+    }
   }
 
   func testCapacityUnits() {

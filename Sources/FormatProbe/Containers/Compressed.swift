@@ -34,7 +34,7 @@ public enum CompressedProbe: FormatProbe {
       // The payload could not be probed anyway; inflating 4 MiB per nested member would let an
       // archive of compressed archives multiply the work.
       info.formatSpecific = fs
-      info.notes.append("the payload was not inflated: the nesting depth limit (\(ctx.options.maxDepth)) was reached")
+      info.findings.append(depthLimit(ctx))
       return info
     }
     let head = Inflate.head(ctx.source, codec: codec, limit: Limits.infoHead)
@@ -96,11 +96,23 @@ public enum CompressedProbe: FormatProbe {
     let source = whole ? MemorySource(head.bytes, name: "inflated \(codec.rawValue)")
                        : MemorySource(head.bytes, name: "inflated \(codec.rawValue)", declaredSize: size ?? UInt64.max >> 2)
     guard let child = ctx.inspectNested(source) else {
-      info.notes.append("the payload was not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached")
+      info.findings.append(depthLimit(ctx))
       return info
     }
     var result = child
-    if case var .identified(inner) = child.outcome {
+    if !whole, !head.bytes.starts(with: Array("conectix".utf8)) {
+      // Only the payload's head is inflated, so its tail is unknown. A fixed VHD is the one format
+      // found by its tail alone (the footer in the last 512 bytes); its probe's question cannot
+      // be answered from the head and must not turn the whole payload into "needs a seekable
+      // file": the payload is described from its head, and check (which inflates all) sees the tail.
+      let before = result.failures.count
+      result.failures.removeAll { $0.probe == "vhd" && $0.error.kind == .needsSeekable }
+      if result.failures.count != before {
+        result.outcome = Inspector.resolve(result, source: source)
+        info.notes.append("the payload's last bytes are not inflated by info, so a fixed VHD footer there is not looked for (imgtool check inflates and probes the whole payload)")
+      }
+    }
+    if case var .identified(inner) = result.outcome {
       info.diskFormat = inner.diskFormat
       if size == nil, inner.probe == "raw" {
         // A raw payload's size is the uncompressed length, which is unknown here.
@@ -113,5 +125,13 @@ public enum CompressedProbe: FormatProbe {
     }
     info.children.append(ChildImage(name: head.outcome.gzipHeader?.name ?? "payload", offset: 0, size: size, result: result))
     return info
+  }
+
+  /// A payload left unprobed by the nesting depth limit is content nobody looked at: compressed
+  /// archives nested this deep are no disk image a service takes, and could hide any format.
+  static func depthLimit(_ ctx: ProbeContext) -> Finding {
+    Finding("compressed.depth-limit", .unsafe, field: "payload",
+            "the payload was not inflated or probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached, so its format and safety are unknown",
+            fix: "upload the innermost image with at most one compression layer")
   }
 }

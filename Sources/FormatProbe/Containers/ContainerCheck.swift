@@ -138,6 +138,9 @@ extension CompressedProbe: DeepCheckable {
     let budget = budget ?? InflateBudget(maxOutput)
     var report = CheckReport()
     guard let codec = Codec.sniff(ctx.head[...]) else { return report }
+    // At the depth limit the probe did not look inside (compressed.depth-limit says so), and
+    // nothing inflated here could be inspected either: keep the budget.
+    guard ctx.depth < ctx.options.maxDepth else { return report }
     guard codec.canInflate else {
       report.findings.append(Finding("compressed.unchecked", .warning, field: "payload",
                                      "the \(codec.rawValue) payload is not inflated by imgtool, so it is not checked"))

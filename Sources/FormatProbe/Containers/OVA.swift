@@ -104,7 +104,12 @@ public enum OVAProbe: FormatProbe {
       }
       info.children.append(ChildImage(name: m.name, offset: m.dataOffset, size: m.realSize ?? m.size, result: result))
     }
-    if depthLimited { info.notes.append("members were not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached") }
+    if depthLimited {
+      // Members nobody probed could be any format (a backing file, an external extent).
+      info.findings.append(Finding("ova.depth-limit", .unsafe, field: "members",
+                                   "members were not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached, so their formats and safety are unknown",
+                                   fix: "do not nest archives inside archives"))
+    }
 
     // Sizes and formats from what the disks really are.
     let diskChildren = info.children.filter { c in diskMembers.contains { $0.dataOffset == c.offset } }

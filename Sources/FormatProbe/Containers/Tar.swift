@@ -251,7 +251,9 @@ public enum Tar {
         let type = b[156]
         var size = try number(b[124..<136], "size", at: off + 124, format: format)
         if type != 0x78 && type != 0x67, let s = pax["size"] ?? global["size"] {
-          guard let v = UInt64(s) else {
+          // Digits only, like GNU tar (decode_num): Swift's UInt64("+5") would accept a sign that
+          // tar rejects, and the two would then disagree where the next header is.
+          guard s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let v = UInt64(s) else {
             throw ImageError(.invalidField, format: format, field: "pax size", offset: off, "'\(s)' is not a decimal size")
           }
           size = v
@@ -286,12 +288,20 @@ public enum Tar {
             data += 512
           }
           var stored: UInt64 = 0
+          var previousEnd: UInt64 = 0
           for seg in map {
             let (end, o1) = seg.offset.addingReportingOverflow(seg.length)
             guard !o1, end <= (realSize ?? 0) else {
               throw ImageError(.invalidField, format: format, field: "sparse map", offset: off + 386,
                                "segment at \(seg.offset) of \(seg.length) bytes ends beyond the real size \(realSize ?? 0)")
             }
+            // tar -S writes segments in file order without overlap; overlapping ones would give
+            // bytes that depend on which segment a reader applies last.
+            guard seg.offset >= previousEnd else {
+              throw ImageError(.invalidField, format: format, field: "sparse map", offset: off + 386,
+                               "segment at \(seg.offset) of \(seg.length) bytes starts before the previous segment's end \(previousEnd)")
+            }
+            previousEnd = end
             stored = try Checked.add(stored, seg.length, format, "sparse map", at: off + 386)
           }
           guard stored <= size else {

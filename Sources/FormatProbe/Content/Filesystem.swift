@@ -38,6 +38,9 @@ public enum FilesystemProbe: FormatProbe {
     public var findings: [Finding] = []
     /// Bytes the filesystem claims (nil when unknown).
     public var size: UInt64?
+    /// The claimed size does not fit in 64 bits (block count times block size overflows): more
+    /// than any file holds, so as much beyond the end as a size can be.
+    public var sizeOverflows = false
   }
 
   /// The filesystem whose superblock starts at `base` in a region of `length` bytes, or nil.
@@ -65,6 +68,9 @@ public enum FilesystemProbe: FormatProbe {
     if let s = d.size, s > length {
       d.findings.append(Finding("filesystem.beyond-end", .corrupt, offset: base,
                                 "the \(d.type) filesystem at \(hex(base)) declares \(s) bytes but only \(length) are there: the guest would read past the end"))
+    } else if d.sizeOverflows {
+      d.findings.append(Finding("filesystem.beyond-end", .corrupt, offset: base,
+                                "the \(d.type) filesystem at \(hex(base)) declares 2^64 bytes or more but only \(length) are there: the guest would read past the end"))
     }
     return d
   }
@@ -145,6 +151,8 @@ public enum FilesystemProbe: FormatProbe {
     if !o {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     d.json.set("journal", compat & 0x0004 != 0)
     if incompat & 0x0004 != 0 { d.json.set("needs-recovery", true) }
@@ -194,6 +202,8 @@ public enum FilesystemProbe: FormatProbe {
     if !o {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     return d
   }
@@ -302,6 +312,8 @@ public enum FilesystemProbe: FormatProbe {
     if !o {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     return d
   }
@@ -336,6 +348,8 @@ public enum FilesystemProbe: FormatProbe {
     if let size = try? Checked.shiftLeft(length, UInt64(bpsShift), "exfat", "VolumeLength") {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     return d
   }

@@ -417,7 +417,11 @@ public enum ISOProbe: FormatProbe {
     let length = UInt64(try anchor.u32LE(at: 16, "main volume descriptor sequence length"))
     let location = UInt64(try anchor.u32LE(at: 20, "main volume descriptor sequence location"))
     let start = location * sector
-    guard start < ctx.size else { return o.json }
+    guard start < ctx.size else {
+      info.findings.append(Finding("iso.udf-anchor", .warning, field: "main volume descriptor sequence location", offset: anchorOffset + 20,
+                                   "the UDF anchor points its main volume descriptor sequence at sector \(location), beyond the end of the file: UDF readers cannot mount the volume"))
+      return o.json
+    }
     let bytes = try ctx.read(at: start, count: Int(min(length, UInt64(Limits.maxUDFSequenceBytes))))
     let seq = ByteReader(bytes, base: start, format: "iso")
     var at = 0
