@@ -70,7 +70,7 @@ public enum Inspector {
         return .needsSeekable(stream.error)
       }
       if let f = r.failures.first(where: { $0.error.kind != .needsSeekable }) { return .malformed(f.error) }
-      chosen = RawProbe.describe(size: source.size)
+      chosen = RawProbe.describe(size: source.size, lengthKnown: !(source is MemorySource) || source.isSeekable)
     case 1:
       chosen = images[0]
     default:
