@@ -322,7 +322,7 @@ final class CompressedTests: XCTestCase {
     let c = try tool(CompressedTests.noise(3 << 20), "xz -0 -c")
     let (_, r) = try deep(c, maxOutput: 1 << 20)
     XCTAssertEqual(r.findings.map(\.id), ["compressed.unchecked"])
-    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.findings.first?.severity, .unsafe, "an unverified payload is unsafe")
     XCTAssertEqual(r.counts.json["inflated-bytes"]?.uint, 1 << 20)
   }
 

@@ -142,13 +142,13 @@ extension CompressedProbe: DeepCheckable {
     // nothing inflated here could be inspected either: keep the budget.
     guard ctx.depth < ctx.options.maxDepth else { return report }
     guard codec.canInflate else {
-      report.findings.append(Finding("compressed.unchecked", .warning, field: "payload",
+      report.findings.append(Finding("compressed.unchecked", .unsafe, field: "payload",
                                      "the \(codec.rawValue) payload is not inflated by imgtool, so it is not checked"))
       return report
     }
     let temp: TempFile
     do { temp = try TempFile() } catch {
-      report.findings.append(Finding("compressed.unchecked", .warning, field: "payload",
+      report.findings.append(Finding("compressed.unchecked", .unsafe, field: "payload",
                                      "the payload could not be inflated for checking: \(error.description)"))
       report.counts.set("check-errors", 1)
       return report
@@ -170,7 +170,7 @@ extension CompressedProbe: DeepCheckable {
                                      "the payload expands more than \(ratioGuard.ratio):1 (\(o.produced) bytes from \(o.consumed)); inflation stopped",
                                      fix: "a real disk image does not compress this well; do not decompress it"))
     } else if o.hitOutputLimit {
-      report.findings.append(Finding("compressed.unchecked", .warning, field: "payload",
+      report.findings.append(Finding("compressed.unchecked", .unsafe, field: "payload",
                                      "the payload exceeds what this check may inflate (\(limit) bytes of the \(maxOutput)-byte limit were left); the rest is not verified"))
     }
     if let e = o.error {
