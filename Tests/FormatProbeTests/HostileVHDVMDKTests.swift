@@ -24,4 +24,21 @@ final class HostileVHDVMDKTests: XCTestCase {
     XCTAssertEqual(r.verdict, .corrupt)
     XCTAssertTrue(r.ids.contains("vmdk.grain-out-of-range"), "\(r.ids)")
   }
+
+  /// Both VHDX headers valid with one sequence number but different contents: no header is
+  /// current (qemu-img refuses the file), yet the probe used to pick one and call it safe.
+  func testVHDXTwinHeadersThatDisagree() throws {
+    var b = VHDXBuilder()
+    b.headers = [VHDXBuilder.Header(sequence: 11), VHDXBuilder.Header(sequence: 11)]
+    // Identical twins (as Disk2VHD writes them) are fine.
+    XCTAssertEqual(try VHDXProbe.probe(ProbeContext(source: MemorySource(b.bytes)))?.findings, [])
+    b.headers[0].logOffset = 8 << 20
+    do {
+      _ = try VHDXProbe.probe(ProbeContext(source: MemorySource(b.bytes)))
+      XCTFail("expected vhdx.header-conflict")
+    } catch let e as ImageError {
+      XCTAssertEqual(e.finding, "vhdx.header-conflict")
+      XCTAssertEqual(e.offset, 0x20008)
+    }
+  }
 }

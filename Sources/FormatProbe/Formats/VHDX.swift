@@ -103,6 +103,8 @@ public enum VHDXProbe: DeepCheckable {
     var version: UInt16 = 0
     var logLength: UInt32 = 0
     var logOffset: UInt64 = 0
+    /// The 4 KiB as read (two valid copies with one sequence number must be identical).
+    var raw: [UInt8] = []
     /// Why the copy is unusable, or nil when it is valid.
     var problem: String?
     var problemOffset: UInt64
@@ -118,6 +120,7 @@ public enum VHDXProbe: DeepCheckable {
         try r.skip(4, "signature")
         h.checksum = try r.u32LE("header checksum")
         h.computed = CRC32C.checksum(r.bytes[...], zeroingFieldAt: 4)
+        h.raw = Array(r.bytes)
         h.sequence = try r.u64LE("sequence number")
         h.fileWriteGUID = try r.guidMixedEndian("file write guid")
         h.dataWriteGUID = try r.guidMixedEndian("data write guid")
@@ -259,6 +262,13 @@ public enum VHDXProbe: DeepCheckable {
       throw ImageError(.invalidField, format: format, field: "header", offset: headers[0].problemOffset,
                        "both copies are invalid: header 1 \(headers[0].problem ?? ""); header 2 \(headers[1].problem ?? "")",
                        finding: "vhdx.header-checksum")
+    }
+    // Two valid copies with one sequence number name no current header unless they are the same
+    // bytes (Disk2VHD writes such twins); qemu refuses the image, other readers pick either.
+    if valid.count == 2, valid[0].sequence == valid[1].sequence, valid[0].raw != valid[1].raw {
+      throw ImageError(.invalidField, format: format, field: "sequence number", offset: valid[1].offset + 8,
+                       "is \(valid[1].sequence) in both valid headers, which differ: neither is current",
+                       finding: "vhdx.header-conflict")
     }
     for h in headers where h.problem != nil {
       info.findings.append(Finding("vhdx.header-checksum", .corrupt, field: "header \(h.index + 1)", offset: h.problemOffset,
