@@ -41,4 +41,27 @@ final class HostileVHDVMDKTests: XCTestCase {
       XCTAssertEqual(e.offset, 0x20008)
     }
   }
+
+  /// A VHDX log whose one valid entry hides behind 65 decoy "loge" sectors with bad CRCs: the
+  /// bounded scan gave up and called the log empty (safe), but qemu searches the whole log and
+  /// replays the entry. Giving up is now unsafe, since the log could not be verified.
+  func testVHDXLogEntryBehindDecoys() throws {
+    var b = VHDXBuilder()
+    b.headers[0].logGUID = msGUID("99999999-8888-7777-6666-555555555555")
+    b.headers[1].logGUID = b.headers[0].logGUID
+    b.logEntry = true
+    var bytes = b.bytes
+    let log = 1 << 20
+    let entry = Array(bytes[log..<(log + 4096)])
+    for i in 0..<65 {
+      var decoy = entry
+      decoy[4] ^= 0xff  // a CRC that does not match
+      bytes.replaceSubrange((log + i * 4096)..<(log + (i + 1) * 4096), with: decoy)
+    }
+    bytes.replaceSubrange((log + 65 * 4096)..<(log + 66 * 4096), with: entry)
+    let info = try XCTUnwrap(try VHDXProbe.probe(ProbeContext(source: MemorySource(bytes))))
+    let f = try XCTUnwrap(info.findings.first { $0.id == "vhdx.log-not-replayed" })
+    XCTAssertEqual(f.severity, .unsafe, f.message)
+    XCTAssertEqual(Policy().verdict(info.findings), .unsafe)
+  }
 }
