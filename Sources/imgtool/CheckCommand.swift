@@ -58,6 +58,8 @@ enum CheckCommand {
       Syscalls.writeStdout(output == .json ? report.json.rendered() + "\n" : report.text)
     }
     if case .needsSeekable = report.result.outcome { return Exit.needsSeekable }
+    // A deep check that needed bytes a stream did not keep has not verified the image.
+    if extra.findings.contains(where: { $0.id == "input.needs-seekable" }) { return Exit.needsSeekable }
     return report.verdict.exitCode
   }
 }

@@ -64,4 +64,30 @@ final class HostileVHDVMDKTests: XCTestCase {
     XCTAssertEqual(f.severity, .unsafe, f.message)
     XCTAssertEqual(Policy().verdict(info.findings), .unsafe)
   }
+
+  /// `imgtool check -` on a VDI whose block map lies past what a stream keeps: the deep check's
+  /// read was refused, reported as a warning under vdi.block-map-truncated, and the verdict was
+  /// safe with exit 0 although the map was never read. It is now input.needs-seekable (exit 5).
+  func testStreamedDeepCheckThatNeedsSeekingIsNotSafe() throws {
+    var b = VDIBuilder()
+    b.blocksInHDD = 100_000
+    b.map = [0] + [UInt32](repeating: 0xffff_ffff, count: 99_999)
+    b.offsetData = 0x200 + 400_384
+    let bytes = b.image()
+    var fds: [Int32] = [0, 0]
+    XCTAssertEqual(pipe(&fds), 0)
+    let writeEnd = fds[1]
+    let writer = Thread {
+      bytes.withUnsafeBytes { Syscalls.writeAll(fd: writeEnd, $0) }
+      close(writeEnd)
+    }
+    writer.start()
+    let source = try StreamSource(fd: fds[0], headLimit: 70_000, tailLimit: 500)
+    close(fds[0])
+    let result = Inspector.inspect(source)
+    XCTAssertEqual(result.info?.probe, "vdi")
+    let ids = Checker.run(source, result, CheckOptions()).findings.map(\.id)
+    XCTAssertTrue(ids.contains("input.needs-seekable"), "\(ids)")
+    XCTAssertFalse(ids.contains("vdi.block-map-truncated"), "\(ids)")
+  }
 }
