@@ -21,7 +21,8 @@ enum InfoCommand {
     64 KiB are kept; a format that needs other bytes is reported as needing a seekable file (exit 5).
 
     Exit codes: 0 identified, 2 usage, 3 malformed or ambiguous, 4 I/O error, 5 needs a seekable
-    file, 6 not the format given with -f.
+    file, 6 not the format given with -f. The exit code says whether the file could be identified;
+    the verdict line reports safety (use 'imgtool check' to gate on it).
 
     """
 
@@ -41,7 +42,7 @@ enum InfoCommand {
     // The same checks as 'imgtool check --header-only': info carries the verdict summary.
     var options = CheckOptions()
     options.headerOnly = true
-    options.expectFormat = args.value("format")
+    options.expectFormat = try CheckCommand.validated(args.value("format"), option: "--format")
     report.extraFindings = Checker.run(input.source, report.result, options).findings
     if report.extraFindings.contains(where: { $0.id == "image.format-mismatch" }) { status = Exit.mismatch }
     switch report.result.outcome {

@@ -35,7 +35,8 @@ struct Input {
   static func isSeekablePath(_ path: String) -> Bool {
     guard let fd = try? Syscalls.openReadOnly(path) else { return true }  // let FileSource report the error
     defer { Syscalls.close(fd) }
-    return Syscalls.isSeekable(fd: fd)
+    guard let st = try? Syscalls.stat(fd: fd, path: path) else { return true }
+    return !st.isStream
   }
 }
 

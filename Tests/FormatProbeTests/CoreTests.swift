@@ -194,11 +194,10 @@ final class PolicyTests: XCTestCase {
     XCTAssertEqual(TargetRules.evaluate(.glance, result: result(ova), declared: nil).map(\.id), ["glance.container-not-inspected"])
     // GCE: tar.gz holding the wrong member, then the right one with a bad size and no partition table.
     func tarGz(_ member: String, _ disk: ImageInfo) -> ImageInfo {
-      var tar = ImageInfo(probe: "tar", qemuFormat: "raw", diskFormat: .raw)
+      var tar = ImageInfo(probe: "ova", qemuFormat: "raw", diskFormat: .raw, subformat: "tar")
       tar.children = [ChildImage(name: member, offset: 512, size: disk.virtualSize, result: result(disk))]
-      var gz = ImageInfo(probe: "compressed", qemuFormat: "raw", diskFormat: .raw)
+      var gz = ImageInfo(probe: "compressed", qemuFormat: "raw", diskFormat: .raw, subformat: "gzip")
       gz.containerFormat = .compressed
-      gz.formatSpecific.set("algorithm", "gzip")
       gz.children = [ChildImage(name: "payload", offset: nil, size: nil, result: result(tar))]
       return gz
     }
@@ -221,6 +220,33 @@ final class PolicyTests: XCTestCase {
     let s = InspectionResult(outcome: .needsSeekable(e), matches: [], failures: [], size: 0, allocatedSize: nil)
     XCTAssertEqual(s.allFindings.map(\.id), ["input.needs-seekable"])
     XCTAssertEqual(Expectation.check(s, expected: "qcow2")?.id, "image.format-mismatch")
+  }
+
+  func testDeclaredContainerAndEmptyImage() throws {
+    let empty = MemorySource([])
+    var o = CheckOptions()
+    o.expectFormat = "raw"
+    XCTAssertEqual(Checker.run(empty, Inspector.inspect(empty), o).findings.map(\.id), ["image.empty"])
+    var gz = ImageInfo(probe: "compressed", qemuFormat: "raw", diskFormat: .qcow2, subformat: "gzip", virtualSize: 1 << 20)
+    gz.containerFormat = .compressed
+    let r = InspectionResult(outcome: .identified(gz), matches: [gz], failures: [], size: 100, allocatedSize: nil)
+    o.expectFormat = "qcow2"
+    XCTAssertEqual(Checker.run(empty, r, o).findings.map(\.id), ["image.container-mismatch"])
+    o.expectContainer = "compressed"
+    XCTAssertEqual(Checker.run(empty, r, o).findings.map(\.id), [])
+  }
+
+  func testEsxiHostedSparseIsAWarning() {
+    let sparse = ImageInfo(probe: "vmdk", qemuFormat: "vmdk", diskFormat: .vmdk, subformat: "monolithicSparse", virtualSize: 1 << 30)
+    let f = TargetRules.evaluate(.esxi, result: result(sparse), declared: nil)
+    XCTAssertEqual(f.map(\.id), ["esxi.hosted-sparse"])
+    XCTAssertEqual(f.first?.severity, .warning)
+  }
+
+  func testVerdictOrderUnsafeThenCorruptThenMismatch() {
+    XCTAssertEqual(Policy().verdict([Finding("a.b", .mismatch, "m"), Finding("c.d", .corrupt, "c")]), .corrupt)
+    XCTAssertEqual(Policy().verdict([Finding("a.b", .mismatch, "m"), Finding("c.d", .unsafe, "u")]), .unsafe)
+    XCTAssertEqual(Policy().verdict([Finding("a.b", .mismatch, "m"), Finding("c.d", .warning, "w")]), .mismatch)
   }
 }
 

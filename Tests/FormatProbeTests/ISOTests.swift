@@ -43,6 +43,30 @@ struct ISOBuilder {
   var udfAnchor = false
   /// UDF revision in the logical volume descriptor's domain identifier suffix (BCD).
   var udfRevision: UInt16 = 0x0201
+  /// Directory extents: sector -> records (the root directory is at `rootSector`).
+  var directories: [Int: [[UInt8]]] = [:]
+  /// PVD 156 + 2: the root directory's extent.
+  var rootSector: UInt32 = 40
+  /// SVD 156 + 2: the Joliet root directory's extent (nil: the SVD carries only its escape sequence).
+  var jolietRootSector: UInt32?
+  /// PVD 156 + 10: the root directory's data length.
+  var rootLength: UInt32 = 2048
+
+  /// A directory record (ECMA-119 9.1): length, extent (both-endian), data length (both-endian),
+  /// flags (0x02 directory), identifier.
+  static func record(lba: UInt32, length: UInt32, directory: Bool = false, name: [UInt8],
+                     lbaBE: UInt32? = nil) -> [UInt8] {
+    var r = [UInt8](repeating: 0, count: 33 + name.count + (name.count % 2 == 0 ? 1 : 0))
+    r[0] = UInt8(r.count)                                                                  // record length
+    withUnsafeBytes(of: lba.littleEndian) { for i in 0..<4 { r[2 + i] = $0[i] } }          // extent LE
+    withUnsafeBytes(of: (lbaBE ?? lba).bigEndian) { for i in 0..<4 { r[6 + i] = $0[i] } }  // extent BE
+    withUnsafeBytes(of: length.littleEndian) { for i in 0..<4 { r[10 + i] = $0[i] } }      // data length LE
+    withUnsafeBytes(of: length.bigEndian) { for i in 0..<4 { r[14 + i] = $0[i] } }         // data length BE
+    r[25] = directory ? 0x02 : 0x00                                                        // file flags
+    r[32] = UInt8(name.count)                                                              // identifier length
+    for (i, c) in name.enumerated() { r[33 + i] = c }                                      // identifier
+    return r
+  }
 
   func build() -> [UInt8] {
     let s = ISOBuilder.sector
@@ -74,7 +98,8 @@ struct ISOBuilder {
       put(le16(blockSize) + be16(blockSizeBE ?? blockSize), at + 128)
       put(le32(10) + be32(10), at + 132)  // path table size
       // Root directory record at 156: length 34, extent at sector 40, one sector long.
-      put([34, 0] + le32(40) + be32(40) + le32(2048) + be32(2048), at + 156)
+      put([34, 0] + le32(rootSector) + be32(rootSector) + le32(rootLength) + be32(rootLength), at + 156)
+      put([2], at + 156 + 25)
       text(publisherID, at + 318, 128)
       put(Array(creationDate.utf8) + [0], at + 813)
       n += 1
@@ -89,6 +114,13 @@ struct ISOBuilder {
     if joliet {
       let at = descriptor(2, n)
       put([0x25, 0x2F, 0x45], at + 88)
+      if let root = jolietRootSector {
+        let space = spaceSizeLE ?? UInt32(totalSectors)
+        put(le32(space) + be32(space), at + 80)
+        put(le16(blockSize) + be16(blockSize), at + 128)
+        put([34, 0] + le32(root) + be32(root) + le32(2048) + be32(2048), at + 156)
+        put([2], at + 156 + 25)
+      }
       n += 1
     }
     for _ in 0..<unknownDescriptors {
@@ -103,6 +135,13 @@ struct ISOBuilder {
       for id in ["BEA01", nsr, "TEA01"] {
         put([0] + Array(id.utf8) + [1], n * s)
         n += 1
+      }
+    }
+    for (sector, records) in directories {
+      var at = sector * s
+      for r in records {
+        put(r, at)
+        at += r.count
       }
     }
     if udfAnchor {
@@ -256,6 +295,12 @@ final class ISOTests: XCTestCase {
     }
   }
 
+  func testFileEndingRightAfterTheTerminator() throws {
+    var b = ISOBuilder()
+    b.totalSectors = 18
+    XCTAssertEqual(ids(try probeISO(b.build())), [])
+  }
+
   func testMissingPrimaryThrows() throws {
     var b = ISOBuilder()
     b.primary = false
@@ -331,6 +376,17 @@ final class ISOTests: XCTestCase {
     XCTAssertTrue(ids(info).contains("iso.boot-catalog-limit"), "\(ids(info))")
   }
 
+  func testStreamThatLostTheBootCatalog() throws {
+    var b = ISOBuilder()
+    b.totalSectors = 300
+    b.bootCatalogSector = 200
+    b.catalog = ElTorito.validation() + ElTorito.entry(rba: 201)
+    let img = b.build()
+    let kept = MemorySource(Array(img.prefix(50 * 2048)), declaredSize: UInt64(img.count))
+    let info = try XCTUnwrap(try ISOProbe.probe(try ProbeContext(source: kept)))
+    XCTAssertEqual(ids(info), ["iso.needs-seekable"])
+  }
+
   func testUDFBridge() throws {
     var b = ISOBuilder()
     b.totalSectors = 300
@@ -390,5 +446,144 @@ final class ISOTests: XCTestCase {
     XCTAssertEqual(ISOProbe.date(ArraySlice(Array("2020010203040506".utf8) + [0xF8])), "2020-01-02T03:04:05.06-02:00")
     XCTAssertNil(ISOProbe.date(ArraySlice(Array("20200102030405xx".utf8) + [0])))
     XCTAssertNil(ISOProbe.date([]))
+  }
+}
+
+final class ISOCheckTests: XCTestCase {
+  func check(_ b: ISOBuilder) throws -> CheckReport {
+    let ctx = try ProbeContext(source: MemorySource(b.build()))
+    let info = try XCTUnwrap(try ISOProbe.probe(ctx))
+    return ISOProbe.deepCheck(ctx, info)
+  }
+
+  /// Root at 40 with "." and "..", a file at 44 and a directory at 45 holding one file.
+  func tree() -> ISOBuilder {
+    var b = ISOBuilder()
+    b.totalSectors = 60
+    b.directories[40] = [ISOBuilder.record(lba: 40, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 40, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 44, length: 100, name: Array("README.TXT;1".utf8)),
+                         ISOBuilder.record(lba: 45, length: 2048, directory: true, name: Array("DOCS".utf8))]
+    b.directories[45] = [ISOBuilder.record(lba: 45, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 40, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 46, length: 5000, name: Array("A.TXT;1".utf8))]
+    return b
+  }
+
+  func testValidTree() throws {
+    let r = try check(tree())
+    XCTAssertEqual(r.findings, [])
+    XCTAssertEqual(r.counts.json["directories"], .int(2))
+    XCTAssertEqual(r.counts.json["files"], .int(2))
+  }
+
+  func testExtentBeyondVolume() throws {
+    var b = tree()
+    b.directories[45]?[2] = ISOBuilder.record(lba: 46, length: 500_000, name: Array("A.TXT;1".utf8))
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.extent-range"])
+    XCTAssertEqual(r.counts.json["corruptions"], .int(1))
+    XCTAssertTrue(r.findings[0].message.contains("/DOCS/A.TXT;1"), r.findings[0].message)
+  }
+
+  func testDirectoryLoop() throws {
+    var b = tree()
+    // DOCS contains a directory pointing back at the root.
+    b.directories[45]?.append(ISOBuilder.record(lba: 40, length: 2048, directory: true, name: Array("UP".utf8)))
+    XCTAssertEqual(try check(b).findings.map(\.id), ["iso.directory-loop"])
+  }
+
+  func testBadRecord() throws {
+    var b = tree()
+    var bad = ISOBuilder.record(lba: 44, length: 1, name: Array("X".utf8))
+    bad[32] = 200  // identifier longer than the record
+    b.directories[45]?.append(bad)
+    XCTAssertEqual(try check(b).findings.map(\.id), ["iso.directory-record"])
+  }
+
+  func testRecordBothEndianMismatch() throws {
+    var b = tree()
+    b.directories[45]?[2] = ISOBuilder.record(lba: 46, length: 10, name: Array("A.TXT;1".utf8), lbaBE: 47)
+    XCTAssertEqual(try check(b).findings.map(\.id), ["iso.both-endian-mismatch"])
+  }
+
+  func testRootBeyondEnd() throws {
+    var b = tree()
+    b.rootLength = 0x7FFF_0000
+    XCTAssertEqual(try check(b).findings.map(\.id), ["iso.extent-range"])
+  }
+
+  func testWideDirectoryIsBoundedAndLinear() throws {
+    // 40 sectors of records all naming the same subdirectory: one walk, one loop finding each
+    // after the first, capped in the listing.
+    var b = ISOBuilder()
+    b.totalSectors = 100
+    b.rootLength = 40 * 2048
+    var recs: [[UInt8]] = []
+    for _ in 0..<(40 * 2048 / 38) { recs.append(ISOBuilder.record(lba: 90, length: 2048, directory: true, name: Array("D".utf8))) }
+    // Records must not cross sectors: 53 records of 38 bytes per sector.
+    for sector in 0..<40 { b.directories[40 + sector] = Array(recs[(sector * 53)..<(sector * 53 + 53)]) }
+    let r = try check(b)
+    XCTAssertEqual(r.findings.count, ISOProbe.CheckLimits.maxFindingsPerKind + 1)
+    XCTAssertEqual(Set(r.findings.map(\.id)), ["iso.directory-loop"])
+  }
+
+  func testJolietTreeListingOtherFiles() throws {
+    var b = tree()
+    b.joliet = true
+    b.jolietRootSector = 50
+    let name: [UInt8] = [0, 0x41, 0, 0x2E, 0, 0x54]  // "A.T" in UTF-16BE
+    b.directories[50] = [ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 44, length: 100, name: name),
+                         ISOBuilder.record(lba: 52, length: 10, name: name)]
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.tree-mismatch"])
+    XCTAssertEqual(r.findings.first?.severity, .info)
+    // The same files in both trees: nothing to report.
+    b.directories[50] = [ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [0]),
+                         ISOBuilder.record(lba: 50, length: 2048, directory: true, name: [1]),
+                         ISOBuilder.record(lba: 44, length: 100, name: name),
+                         ISOBuilder.record(lba: 45, length: 2048, directory: true, name: name)]
+    XCTAssertEqual(try check(b).findings.map(\.id), [])
+  }
+
+  func testDirectoryLargerThanTheLimit() throws {
+    var b = tree()
+    b.rootLength = UInt32(ISOProbe.CheckLimits.maxDirectoryBytes) + 2048
+    b.totalSectors = Int(b.rootLength) / 2048 + 64
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.directory-limit"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+  }
+
+  func testTotalDirectoryBytesAreBounded() throws {
+    // 40 records naming distinct "directories" of 16 MiB each over the same zero-filled area:
+    // 640 MiB of reads unless the total is capped.
+    var b = ISOBuilder()
+    b.totalSectors = Int(ISOProbe.CheckLimits.maxDirectoryBytes / 2048) + 100
+    var recs: [[UInt8]] = []
+    for i in 0..<40 {
+      recs.append(ISOBuilder.record(lba: UInt32(50 + i), length: UInt32(ISOProbe.CheckLimits.maxDirectoryBytes), directory: true,
+                                    name: Array("D\(i)".utf8)))
+    }
+    b.directories[40] = Array(recs.prefix(40))
+    let r = try check(b)
+    XCTAssertEqual(r.findings.map(\.id), ["iso.directory-limit"])
+    XCTAssertLessThanOrEqual(r.counts.json["directories"]?.uint ?? 0, 18)
+  }
+
+  func testRealISOsCheckClean() throws {
+    for file in ["plain.iso", "rr-joliet.iso", "genisoimage.iso", "eltorito-bios.iso", "hybrid-gpt.iso",
+                 "isohybrid.iso", "udf-bridge.iso", "appended-esp.iso"] {
+      let path = try Fixtures.path("disc", file)
+      guard FileManager.default.fileExists(atPath: path) else { continue }
+      let ctx = try ProbeContext(source: try FileSource(path: path))
+      let info = try XCTUnwrap(try ISOProbe.probe(ctx), file)
+      let r = ISOProbe.deepCheck(ctx, info)
+      XCTAssertEqual(r.findings, [], file)
+      XCTAssertGreaterThanOrEqual(r.counts.json["directories"]?.uint ?? 0, 1, file)
+      XCTAssertGreaterThanOrEqual(r.counts.json["files"]?.uint ?? 0, 1, file)
+    }
   }
 }

@@ -179,6 +179,19 @@ final class PartitionTableTests: XCTestCase {
     XCTAssertEqual(t.at("partitions.1.attribute-flags.0"), .string("no-automount"))
   }
 
+  func testEncryptedPartition() throws {
+    var img = twoPartitions().build()
+    // LUKS2 header at partition 2's start (LBA 500): magic, version 2, uuid.
+    img.put([0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE, 0x00, 0x02], at: 500 * 512)
+    img.put(Array("0b3e7d5a-6c1f-4a8e-9b2d-3f4e5a6b7c8d".utf8), at: 500 * 512 + 168)
+    let t = try XCTUnwrap(try probeTable(img)?.partitionTable)
+    XCTAssertEqual(t.at("partitions.1.filesystem.type"), .string("luks"))
+    XCTAssertEqual(t.at("partitions.1.filesystem.version"), .int(2))
+    XCTAssertEqual(t.at("partitions.1.filesystem.uuid"), .string("0b3e7d5a-6c1f-4a8e-9b2d-3f4e5a6b7c8d"))
+    // At offset 0 a LUKS header is the LUKS probe's image format, not a filesystem.
+    XCTAssertNil(try probeFS(Array(img[(500 * 512)...])))
+  }
+
   func testGPT4KSectors() throws {
     var b = twoPartitions()
     b.sectorSize = 4096
@@ -191,6 +204,18 @@ final class PartitionTableTests: XCTestCase {
   }
 
   func finding(_ b: GPTBuilder) throws -> [String] { ids(try probeTable(b.build())) }
+
+  func testGPTForTwoSectorSizes() throws {
+    var img = twoPartitions().build()
+    var b4 = GPTBuilder()
+    b4.sectorSize = 4096
+    b4.diskSectors = 256
+    b4.firstUsable = 6
+    b4.partitions = [GPTPartitionSpec(first: 6, last: 100)]
+    let g4 = b4.build()
+    img.put(Array(g4[4096..<8192]), at: 4096)
+    XCTAssertTrue(ids(try probeTable(img)).contains("partition.gpt-multiple-sector-sizes"))
+  }
 
   func testHeaderChecksum() throws {
     var b = twoPartitions()
@@ -283,6 +308,17 @@ final class PartitionTableTests: XCTestCase {
     XCTAssertEqual(ids(try probeTable(small)), ["partition.gpt-backup-location"])
   }
 
+  func testGPTInsideFixedVHD() throws {
+    // A fixed VHD is the guest disk plus a 512-byte footer: the backup header is the sector before it.
+    var img = twoPartitions().build()
+    var footer = [UInt8](repeating: 0, count: 512)
+    footer.put(Array("conectix".utf8), at: 0)
+    img += footer
+    let info = try probeTable(img)
+    XCTAssertEqual(ids(info), [])
+    XCTAssertEqual(info?.partitionTable?.at("header.backup"), .string("ok"))
+  }
+
   func testNoProtectiveMBR() throws {
     var b = twoPartitions()
     b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0x83, firstLBA: 100, sectors: 400)])
@@ -302,7 +338,20 @@ final class PartitionTableTests: XCTestCase {
     // A hybrid entry past the end of the disk.
     b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0xEE, firstLBA: 1, sectors: 99),
                                  MBREntrySpec(type: 0x83, firstLBA: 100, sectors: 100_000)])
-    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.beyond-end"])
+    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.beyond-end", "partition.mbr-overlaps-gpt"])
+  }
+
+  func testHybridMBROverlappingGPT() throws {
+    var b = twoPartitions()
+    // An MBR partition from LBA 1 covers the primary header and entry array.
+    b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0xEE, firstLBA: 1, sectors: 2047),
+                                 MBREntrySpec(type: 0x83, firstLBA: 1, sectors: 499)])
+    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.mbr-overlaps-gpt"])
+    // Two MBR partitions overlapping each other.
+    b.mbr = MBRBuilder(entries: [MBREntrySpec(type: 0xEE, firstLBA: 1, sectors: 99),
+                                 MBREntrySpec(type: 0xEF, firstLBA: 100, sectors: 400),
+                                 MBREntrySpec(type: 0x83, firstLBA: 400, sectors: 400)])
+    XCTAssertEqual(try finding(b), ["partition.mbr-hybrid", "partition.overlap"])
   }
 
   func testGPTPartitionBeyondEndAndOutsideUsable() throws {
@@ -441,6 +490,15 @@ final class PartitionTableTests: XCTestCase {
                    ["partition.ebr-beyond-end", "partition.beyond-end"])
   }
 
+  func testStreamThatLostTheEBRChain() throws {
+    // Only the first 4 KiB kept (a stream), the EBR at 4 MiB not: the primaries are still listed.
+    let img = extended(ebrs: [8192: ebr(next: nil)])
+    let info = try XCTUnwrap(try PartitionTableProbe.probe(
+      try ProbeContext(source: MemorySource(Array(img.prefix(65536)), declaredSize: UInt64(img.count)))))
+    XCTAssertEqual(ids(info), ["partition.needs-seekable"])
+    XCTAssertEqual(info.partitionTable?.at("partitions.1.type"), .string("0x5"))
+  }
+
   func testLogicalOutsideExtended() throws {
     XCTAssertEqual(ids(try probeTable(extended(ebrs: [8192: ebr(logical: 9000, next: nil)]))),
                    ["partition.logical-outside-extended"])
@@ -448,6 +506,13 @@ final class PartitionTableTests: XCTestCase {
 
   func testFATBootSectorIsNotAnMBR() throws {
     XCTAssertNil(try probeTable(FATBuilder().build()))
+  }
+
+  func testKernelBootSectorIsNotAnMBR() throws {
+    // A bzImage ends its first sector in 55 AA too; "HdrS" at 0x202 marks the boot protocol header.
+    var img = disk(MBRBuilder(entries: [MBREntrySpec(type: 0x83, firstLBA: 1, sectors: 100_000)]))
+    img.put(Array("HdrS".utf8), at: 0x202)
+    XCTAssertNil(try probeTable(img))
   }
 
   // MARK: hybrid ISO
@@ -474,7 +539,47 @@ final class PartitionTableTests: XCTestCase {
     var plain = [UInt8](repeating: 0, count: 2048 * 512)
     plain.put(Array(gpt[0..<(34 * 512)]), at: 0)
     plain.put(Array(gpt[(2048 - 33) * 512..<2048 * 512]), at: (2048 - 33) * 512)
-    XCTAssertEqual(Set(ids(try probeTable(plain))), ["partition.gpt-no-protective-mbr", "partition.outside-usable", "partition.overlap"])
+    XCTAssertEqual(Set(ids(try probeTable(plain))), ["partition.gpt-no-protective-mbr", "partition.outside-usable", "partition.overlap",
+                                                  "partition.mbr-overlaps-gpt"])
+  }
+
+  // MARK: Apple partition map
+
+  /// Driver descriptor "ER" with the block size, then map entries "PM" (count, start, blocks, name, type).
+  func apmDisk(blockSize: Int = 2048, blocks: Int = 512, entries: [(start: UInt32, count: UInt32, type: String)],
+               declared: UInt32? = nil) -> [UInt8] {
+    var img = [UInt8](repeating: 0, count: blocks * blockSize)
+    func be16(_ v: UInt16, _ at: Int) { img.put([UInt8(v >> 8), UInt8(v & 0xff)], at: at) }
+    func be32(_ v: UInt32, _ at: Int) { img.put([UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)], at: at) }
+    img.put(Array("ER".utf8), at: 0)                 // sbSig
+    be16(UInt16(blockSize), 2)                       // sbBlkSize
+    for (i, e) in entries.enumerated() {
+      let at = (i + 1) * blockSize
+      img.put(Array("PM".utf8), at: at)              // pmSig
+      be32(declared ?? UInt32(entries.count), at + 4)  // pmMapBlkCnt
+      be32(e.start, at + 8)                          // pmPyPartStart
+      be32(e.count, at + 12)                         // pmPartBlkCnt
+      img.put(Array("part\(i + 1)".utf8), at: at + 16)  // pmPartName
+      img.put(Array(e.type.utf8), at: at + 48)       // pmParType
+    }
+    return img
+  }
+
+  func testAppleMap() throws {
+    let info = try XCTUnwrap(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map"), (16, 400, "Apple_HFS")])))
+    XCTAssertEqual(info.findings, [])
+    XCTAssertEqual(info.partitionTable?["type"], .string("apm"))
+    XCTAssertEqual(info.partitionTable?.at("partitions.1.type"), .string("Apple_HFS"))
+    XCTAssertEqual(info.partitionTable?.at("partitions.1.start"), .uint(16 * 2048))
+  }
+
+  func testAppleMapFindings() throws {
+    XCTAssertEqual(ids(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map"), (16, 4000, "Apple_HFS")]))),
+                   ["partition.beyond-end"])
+    XCTAssertEqual(ids(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map")], declared: 3))),
+                   ["partition.apm-entry-signature"])
+    XCTAssertEqual(Set(ids(try probeTable(apmDisk(entries: [(1, 2, "Apple_partition_map")], declared: 0xFFFF_FFFF)))),
+                   ["partition.apm-limit", "partition.apm-entry-signature"])
   }
 
   func testCRC32() {

@@ -129,6 +129,23 @@ final class PloopTests: XCTestCase {
     img.vkPut32(0xffff_ffff, at: 64 + 12)
     XCTAssertEqual(try check(img).findings.map(\.id), ["ploop.cluster-out-of-range"])
   }
+
+  func testDataOffsetInsideTheBAT() throws {
+    // 200 entries: the BAT runs from byte 64 to 864, so data_off = 1 (byte 512) starts the data
+    // inside it and data_off = 2 (byte 1024) just after it.
+    var b = PloopBuilder()
+    b.batEntries = 200
+    b.bat = [UInt32](repeating: 0, count: 200)
+    b.dataOff = 2
+    XCTAssertEqual(P.ids(try P.info(PloopProbe.self, b.image())), [])
+    b.dataOff = 1
+    let info = try XCTUnwrap(try P.info(PloopProbe.self, b.image()))
+    XCTAssertEqual(P.ids(info), ["ploop.data-offset"])
+    let f = info.findings[0]
+    XCTAssertEqual(f.severity, .corrupt)
+    XCTAssertEqual(f.field, "data_off")
+    XCTAssertEqual(f.offset, 48)
+  }
 }
 
 /// `qemu-img check --output=json` as the oracle for the deep-check counters it shares.

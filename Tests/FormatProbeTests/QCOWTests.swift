@@ -333,7 +333,7 @@ final class QCOWTests: XCTestCase {
   func testL1TableMisaligned() {
     var b = QCOW2Builder()
     b.l1TableOffset = 3 * 512 + 8
-    assertProbeError(QCOW2Probe.self, b.build(), kind: .invalidField, field: "l1_table_offset")
+    assertProbeError(QCOW2Probe.self, b.build(), kind: .invalidField, field: "l1_table_offset", finding: "qcow2.l1-table")
   }
 
   func testSizeBeyondInt64() {
@@ -354,6 +354,15 @@ final class QCOWTests: XCTestCase {
     XCTAssertEqual(info.externalReferences, [ExternalReference(kind: "backing-file", name: "base.raw", offset: 0x100)])
     XCTAssertEqual(ids(info), ["qcow2.backing-file"])
     XCTAssertEqual(info.findings.first?.severity, .unsafe)
+  }
+
+  func testEmptyBackingFileName() throws {
+    var b = QCOW2Builder()
+    b.backingFileOffset = 0x100
+    b.backingFileSize = 0
+    let info = try XCTUnwrap(probeBytes(QCOW2Probe.self, b.build()))
+    XCTAssertNil(info.backingFilename)
+    XCTAssertEqual(ids(info), [])
   }
 
   func testBackingFileOffsetOutsideCluster() {
@@ -512,7 +521,8 @@ final class QCOWTests: XCTestCase {
     let info = try XCTUnwrap(probeBytes(QCOW2Probe.self, b.build()))
     XCTAssertEqual(info.formatSpecific.json["data-file"], .string("disk.raw"))
     XCTAssertEqual(info.formatSpecific.json["data-file-raw"], .bool(true))
-    XCTAssertEqual(info.externalReferences, [ExternalReference(kind: "data-file", name: "disk.raw")])
+    XCTAssertEqual(info.externalReferences.map(\.name), ["disk.raw"])
+    XCTAssertEqual(info.externalReferences.map(\.kind), ["data-file"])
     XCTAssertEqual(ids(info), ["qcow2.data-file"])
     // Raw external data without a data file is invalid.
     b.incompatibleFeatures = 0
@@ -612,6 +622,28 @@ final class QCOWTests: XCTestCase {
     assertProbeError(QCOW2Probe.self, b.build(), kind: .invalidField, finding: "qcow2.header-extension")
   }
 
+  func testStreamNeedsSeekable() throws {
+    // A snapshot table beyond the 64 KiB a stream keeps here: a warning, not a guess.
+    var b = QCOW2Builder()
+    b.nbSnapshots = 1
+    b.snapshotsOffset = 1 << 20
+    var bytes = b.build()
+    bytes += [UInt8](repeating: 0, count: (64 << 10) - bytes.count)
+    let ctx = try ProbeContext(source: MemorySource(bytes, name: "stream", declaredSize: 2 << 20))
+    let info = try XCTUnwrap(try QCOW2Probe.probe(ctx))
+    XCTAssertEqual(ids(info), ["qcow2.needs-seekable"])
+    XCTAssertEqual(info.findings.first?.severity, .warning)
+  }
+
+  func testCryptoHeaderMalformed() throws {
+    var b = QCOW2Builder()
+    b.cryptMethod = 2
+    b.extensions = [(0x0537_be77, QCOW2Builder.be64(4 * 512) + QCOW2Builder.be64(1024))]
+    b.tail = [[UInt8](repeating: 0x41, count: 512), []]  // not a LUKS header
+    let info = try XCTUnwrap(probeBytes(QCOW2Probe.self, b.build()))
+    XCTAssertEqual(Set(ids(info)), ["qcow2.encrypted", "qcow2.crypto-header"])
+  }
+
   // MARK: legacy qcow
 
   func testLegacyQCOW() throws {
@@ -632,6 +664,13 @@ final class QCOWTests: XCTestCase {
     let enc = try XCTUnwrap(probeBytes(QCOWProbe.self, QCOWFamilyBuilders.qcow(crypt: 1)))
     XCTAssertEqual(enc.encrypted, true)
     XCTAssertEqual(ids(enc), ["qcow.encrypted", "qcow.banned"])
+  }
+
+  func testLegacyQCOWTruncated() throws {
+    // 1 GiB at 4 KiB clusters and 512-entry L2 tables: a 4 KiB L1 table, cut off at 1 KiB.
+    let info = try XCTUnwrap(probeBytes(QCOWProbe.self, QCOWFamilyBuilders.qcow(size: 1 << 40)))
+    XCTAssertEqual(ids(info), ["qcow.truncated", "qcow.banned"])
+    XCTAssertEqual(info.findings.first?.severity, .corrupt)
   }
 
   func testLegacyQCOWHostile() {
@@ -725,6 +764,10 @@ final class QCOWTests: XCTestCase {
     XCTAssertEqual(fs.at("slots.0.kdf"), .string("pbkdf2"))
     XCTAssertEqual(fs.at("slots.0.key-offset"), .uint(32768))
     XCTAssertEqual(ids(info), ["luks.encrypted"])
+    let required = QCOWFamilyBuilders.luks2JSON.replacingOccurrences(
+      of: "\"keyslots_size\":\"1015808\"", with: "\"keyslots_size\":\"1015808\",\"requirements\":{\"mandatory\":[\"online-reencrypt-v2\"]}")
+    let req = try XCTUnwrap(probeBytes(LUKSProbe.self, QCOWFamilyBuilders.luks2(json: required)))
+    XCTAssertEqual(req.formatSpecific.json.at("requirements.0"), .string("online-reencrypt-v2"))
     let fixed = QCOWFamilyBuilders.luks2JSON.replacingOccurrences(of: "\"size\":\"dynamic\"", with: "\"size\":\"65536\"")
     XCTAssertEqual(try probeBytes(LUKSProbe.self, QCOWFamilyBuilders.luks2(json: fixed))?.virtualSize, 65536)
   }

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -172,5 +173,30 @@ final class VDITests: XCTestCase {
     let r = try check(b.image())
     XCTAssertEqual(r.findings, [])
     XCTAssertEqual(r.counts.json.at("total-clusters")?.uint, 2 << 20)
+  }
+
+  func testFileLargerThanTheDuplicateBitmapIsACheckLimit() throws {
+    // With 512-byte blocks the file holds more than Limits.maxTrackedBlocks data blocks once it
+    // passes 128 GiB: a sparse file (the header and map written, the rest a hole) reaches that
+    // at no cost. Exactly maxTrackedBlocks blocks are still all tracked; one more is not.
+    var b = VDIBuilder()
+    b.blockSize = 512
+    let header = b.image()
+    let path = FileManager.default.temporaryDirectory
+      .appendingPathComponent("vdi-check-limit-\(getpid()).vdi").path
+    defer { unlink(path) }
+    XCTAssert(FileManager.default.createFile(atPath: path, contents: Data(header)))
+    func checkFile(dataBlocks: UInt64) throws -> CheckReport {
+      XCTAssertEqual(truncate(path, off_t(UInt64(b.offsetData) + dataBlocks * 512)), 0)
+      let ctx = try ProbeContext(source: try FileSource(path: path))
+      let info = try XCTUnwrap(try VDIProbe.probe(ctx))
+      return VDIProbe.deepCheck(ctx, info)
+    }
+    let atLimit = try checkFile(dataBlocks: VDIProbe.Limits.maxTrackedBlocks)
+    XCTAssertFalse(atLimit.findings.map(\.id).contains("vdi.check-limit"), "\(atLimit.findings.map(\.id))")
+    let beyond = try checkFile(dataBlocks: VDIProbe.Limits.maxTrackedBlocks + 1)
+    let f = try XCTUnwrap(beyond.findings.first { $0.id == "vdi.check-limit" }, "\(beyond.findings.map(\.id))")
+    XCTAssertEqual(f.severity, .info)
+    XCTAssertEqual(beyond.counts.json.at("corruptions")?.uint, 0)
   }
 }

@@ -557,4 +557,63 @@ final class VHDTests: XCTestCase {
       }
     }
   }
+
+  func testMoreAllocatedBlocksThanTrackedIsCheckIncomplete() throws {
+    // 2^23 + 1 entries take several seconds in a debug build: opt in with IMGTOOL_SLOW_TESTS=1.
+    try XCTSkipUnless(ProcessInfo.processInfo.environment["IMGTOOL_SLOW_TESTS"] == "1",
+                      "walks 2^23 + 1 BAT entries; set IMGTOOL_SLOW_TESTS=1 to run it")
+    // One allocated block past Limits.maxTrackedBlocks, every block valid: 512-byte blocks
+    // (1 KiB with the sector bitmap) laid out one after another behind a 32 MiB BAT. The file
+    // is sparse: only the footers, the header and the BAT are written (8 GiB apparent size).
+    let entries = VHDProbe.Limits.maxTrackedBlocks + 1
+    var img = VHDImageBuilder()
+    img.header.blockSize = 512
+    img.header.maxTableEntries = UInt32(entries)
+    img.footer.currentSize = UInt64(entries) * 512
+    img.footer.originalSize = img.footer.currentSize
+    let first = img.blockSector(0)
+    let table = (0..<UInt32(entries)).map { (first + 2 * $0).bigEndian }.withUnsafeBytes { Array($0) }
+    let footer = img.footer.bytes
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vhd-check-incomplete-\(getpid()).vhd").path
+    defer { unlink(path) }
+    XCTAssert(FileManager.default.createFile(atPath: path, contents: Data(footer + img.header.bytes + table)))
+    let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+    try handle.seek(toOffset: (UInt64(first) + 2 * UInt64(entries)) * 512)
+    try handle.write(contentsOf: footer)
+    try handle.close()
+    let ctx = try ProbeContext(source: FileSource(path: path))
+    let r = VHDProbe.deepCheck(ctx, try XCTUnwrap(VHDProbe.probe(ctx)))
+    XCTAssertEqual(ids(r.findings), ["vhd.check-incomplete"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(0))
+    XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
+    XCTAssertEqual(r.counts.json["allocated-clusters"], .uint(UInt64(entries)))
+  }
+
+
+  func testBATNotKeptByAStreamIsNeedsSeekable() throws {
+    // The BAT at 128 KiB, no blocks allocated: a stream keeping the first 64 KiB and the
+    // trailing footer no longer holds it, so the check says it needs a file rather than guessing.
+    var img = VHDImageBuilder()
+    img.header.tableOffset = 128 << 10
+    var bytes = img.footer.bytes + img.header.bytes
+    bytes += [UInt8](repeating: 0, count: (128 << 10) - bytes.count) + [UInt8](repeating: 0xff, count: 512)
+    bytes += img.footer.bytes
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vhd-stream-\(getpid()).vhd").path
+    defer { unlink(path) }
+    XCTAssert(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+    func streamCheck(head: Int) throws -> CheckReport {
+      let fd = open(path, O_RDONLY)
+      defer { close(fd) }
+      let ctx = try ProbeContext(source: StreamSource(fd: fd, headLimit: head, tailLimit: 512))
+      return VHDProbe.deepCheck(ctx, try XCTUnwrap(VHDProbe.probe(ctx)))
+    }
+    // The BAT kept in the head: nothing to report.
+    XCTAssertEqual(try streamCheck(head: 256 << 10).findings, [])
+    let r = try streamCheck(head: 64 << 10)
+    XCTAssertEqual(ids(r.findings), ["vhd.needs-seekable"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(0))
+    XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
+  }
 }

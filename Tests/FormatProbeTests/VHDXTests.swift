@@ -600,6 +600,77 @@ final class VHDXTests: XCTestCase {
       }
     }
   }
+
+  func testManyBadEntriesAreCountedButListedOnce() throws {
+    // 60 entries in the undefined state 4: the first Limits.maxListedFindings are listed, then
+    // one vhdx.more-findings; all 60 are counted.
+    var b = VHDXBuilder()
+    b.virtualSize = 64 << 20
+    b.bat = [UInt64](repeating: 4, count: 60)
+    let r = try check(b)
+    XCTAssertEqual(r.findings.count, VHDXProbe.Limits.maxListedFindings + 1)
+    XCTAssertEqual(r.findings.filter { $0.id == "vhdx.bat-state" }.count, VHDXProbe.Limits.maxListedFindings)
+    let last = try XCTUnwrap(r.findings.last)
+    XCTAssertEqual(last.id, "vhdx.more-findings")
+    XCTAssertEqual(last.severity, .info)
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(60))
+    // Exactly the listed number of problems: no vhdx.more-findings.
+    b.bat = [UInt64](repeating: 4, count: VHDXProbe.Limits.maxListedFindings)
+    XCTAssertFalse(ids(try check(b).findings).contains("vhdx.more-findings"))
+  }
+
+  func testMoreAllocatedBlocksThanTrackedIsCheckIncomplete() throws {
+    // 2^23 + 1 entries take several seconds in a debug build: opt in with IMGTOOL_SLOW_TESTS=1.
+    try XCTSkipUnless(ProcessInfo.processInfo.environment["IMGTOOL_SLOW_TESTS"] == "1",
+                      "walks 2^23 + 1 BAT entries; set IMGTOOL_SLOW_TESTS=1 to run it")
+    // One payload block past Limits.maxTrackedBlocks: 1 MiB blocks and 4 KiB logical sectors
+    // (a chunk ratio of 32768), so the BAT holds 2^23 + 1 payload entries plus 257 sector
+    // bitmap entries (about 64 MiB). Every entry points at the same MiB (1 MiB, the log): the
+    // BAT alone is the file, so each block is counted as an overlap, not written out.
+    let payload = VHDXProbe.Limits.maxTrackedBlocks + 1
+    var b = VHDXBuilder()
+    b.logicalSectorSize = 4096
+    b.virtualSize = UInt64(payload) << 20
+    let ratio = 32768
+    let entries = payload + (payload - 1) / ratio
+    let batBytes = (entries * 8 + VHDXBuilder.mib - 1) / VHDXBuilder.mib * VHDXBuilder.mib
+    b.regions[0].length = UInt32(batBytes)
+    let entry = UInt64(1) << 20 | 6
+    let table = [UInt64](repeating: entry.littleEndian, count: batBytes / 8).withUnsafeBytes { Array($0) }
+    let image = Array(b.bytes.prefix(3 << 20)) + table
+    let ctx = try context(image)
+    let info = try XCTUnwrap(VHDXProbe.probe(ctx))
+    XCTAssertEqual(info.formatSpecific.json["bat-entries"], .uint(UInt64(entries)))
+    let r = VHDXProbe.deepCheck(ctx, info)
+    let f = try XCTUnwrap(r.findings.first { $0.id == "vhdx.check-incomplete" }, "\(ids(r.findings))")
+    XCTAssertEqual(f.severity, .warning)
+    XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
+    XCTAssertEqual(r.counts.json["allocated-clusters"], .uint(UInt64(payload)))
+  }
+
+  func testBATNotKeptByAStreamIsNeedsSeekable() throws {
+    // A stream keeping the first 3 MiB (headers, regions, log, metadata) and the last 64 KiB:
+    // the BAT at 3 MiB is gone, so the check says it needs a file rather than guessing.
+    var b = VHDXBuilder()
+    b.blocks = 1
+    b.bat = [VHDXBuilder.present(0)]
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vhdx-stream-\(getpid()).vhdx").path
+    defer { unlink(path) }
+    XCTAssert(FileManager.default.createFile(atPath: path, contents: Data(b.bytes)))
+    func streamCheck(head: Int) throws -> CheckReport {
+      let fd = open(path, O_RDONLY)
+      defer { close(fd) }
+      let ctx = try ProbeContext(source: StreamSource(fd: fd, headLimit: head, tailLimit: 64 << 10))
+      return VHDXProbe.deepCheck(ctx, try XCTUnwrap(VHDXProbe.probe(ctx)))
+    }
+    // The BAT kept in the head: nothing to report.
+    XCTAssertEqual(try streamCheck(head: 4 << 20).findings, [])
+    let r = try streamCheck(head: 3 << 20)
+    XCTAssertEqual(ids(r.findings), ["vhdx.needs-seekable"])
+    XCTAssertEqual(r.findings.first?.severity, .warning)
+    XCTAssertEqual(r.counts.json["corruptions"], .uint(0))
+    XCTAssertEqual(r.counts.json["check-errors"], .uint(1))
+  }
 }
 
 /// Deterministic mutation smoke tests: single-byte changes in the structures neither probe

@@ -427,6 +427,25 @@ final class VMDKTests: XCTestCase {
     h.vkPut32(3, at: 16)
     XCTAssertEqual(P.error(VMDKProbe.self, h)?.finding, "vmdk.grain-size")
   }
+
+  func testNonASCIIDescriptorIsAnEncodingWarning() throws {
+    // The builder's plain ASCII descriptor raises nothing.
+    XCTAssertFalse(P.ids(try P.info(VMDKProbe.self, SparseBuilder().image())).contains("vmdk.descriptor-encoding"))
+    // A UTF-8 extent file name: qemu reads it, an ASCII-only inspector refuses the image.
+    var b = SparseBuilder()
+    b.extentLines = ["RW 2048 SPARSE \"caf\u{e9}.vmdk\""]
+    var info = try XCTUnwrap(try P.info(VMDKProbe.self, b.image()))
+    var f = try XCTUnwrap(info.findings.first { $0.id == "vmdk.descriptor-encoding" }, "\(P.ids(info))")
+    XCTAssertEqual(f.severity, .warning)
+    XCTAssertEqual(f.field, "descriptor")
+    // Non-ASCII in a DDB value only, with the encoding declared.
+    b = SparseBuilder()
+    b.extraDescriptorLines = ["encoding=\"UTF-8\"", "ddb.comment = \"\u{441}\u{435}\u{440}\u{432}\u{435}\u{440}\""]
+    info = try XCTUnwrap(try P.info(VMDKProbe.self, b.image()))
+    f = try XCTUnwrap(info.findings.first { $0.id == "vmdk.descriptor-encoding" }, "\(P.ids(info))")
+    XCTAssertEqual(f.severity, .warning)
+    XCTAssert(f.message.contains("UTF-8"), f.message)
+  }
 }
 
 /// Deep checks: every valid qemu-img fixture is clean; hand-built corruptions are found.
@@ -650,6 +669,58 @@ final class VMDKCheckTests: XCTestCase {
     let r = VMDKProbe.deepCheck(try P.ctx(img), info)
     XCTAssertEqual(ids(r), ["vmdk.version"])
     XCTAssertEqual(r.counts.json.at("check-errors")?.uint, 1)
+  }
+
+  func testMoreGrainTablesThanTrackedIsACheckLimit() throws {
+    // One grain table past CheckLimits.maxTrackedGTs: 1-sector grains, 512 per table, so the
+    // capacity is (2^20 + 1) * 512 sectors (256 GiB) while the file holds only the header, the
+    // descriptor and a zeroed (all unallocated) directory of 2^20 + 1 entries (4 MiB).
+    var b = SparseBuilder()
+    let tables = VMDKProbe.CheckLimits.maxTrackedGTs + 1
+    b.flags = 0x1  // no redundant directory
+    b.grainSize = 1
+    b.capacity = UInt64(tables) * 512
+    b.extentLines = ["RW \(b.capacity) SPARSE \"test.vmdk\""]
+    b.rgdOffset = 0
+    b.gdOffset = 21
+    let gdSectors = (tables * 4 + 511) / 512
+    b.overHead = 21 + UInt64(gdSectors)
+    var img = b.header()
+    img.vkPad(to: 512)
+    img += Array(b.descriptor.utf8)
+    img.vkPad(to: Int(b.overHead) * 512)
+    let r = try check(img)
+    let f = try XCTUnwrap(r.findings.first { $0.id == "vmdk.check-limit" }, "\(ids(r))")
+    XCTAssertEqual(f.severity, .info)
+    XCTAssertEqual(f.field, "grain directory")
+    XCTAssertEqual(r.counts.json.at("corruptions")?.uint, 0)
+    // One table fewer stays below the limit: no finding.
+    b.capacity = UInt64(tables - 1) * 512
+    b.extentLines = ["RW \(b.capacity) SPARSE \"test.vmdk\""]
+    var below = b.header()
+    below.vkPad(to: 512)
+    below += Array(b.descriptor.utf8)
+    below.vkPad(to: Int(b.overHead) * 512)
+    XCTAssertFalse(ids(try check(below)).contains("vmdk.check-limit"))
+  }
+
+  func testGrainTooLargeToInflateIsACheckLimit() throws {
+    // A stream whose grains (32 MiB) exceed CheckLimits.maxInflateGrain: the compressed grain
+    // is counted, not inflated. Built with 64 KiB grains, then the grain size is raised in the
+    // header and the footer (the capacity still needs one grain table).
+    var b = SparseBuilder()
+    b.grains = [0]
+    let big: UInt64 = 65536
+    XCTAssertGreaterThan(big * 512, VMDKProbe.CheckLimits.maxInflateGrain)
+    var img = b.streamOptimized(mutateFooter: { $0.vkPut64(big, at: 20) })
+    img.vkPut64(big, at: 20)
+    let r = try check(img)
+    let f = try XCTUnwrap(r.findings.first { $0.id == "vmdk.check-limit" }, "\(ids(r))")
+    XCTAssertEqual(f.severity, .info)
+    XCTAssertEqual(f.field, "grain data")
+    XCTAssertEqual(r.counts.json.at("inflated-grains")?.uint, 0)
+    // The same stream with 64 KiB grains is inflated and raises nothing.
+    XCTAssertEqual(ids(try check(b.streamOptimized())), [])
   }
 }
 

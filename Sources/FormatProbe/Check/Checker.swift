@@ -10,6 +10,9 @@ public struct CheckOptions: Sendable {
   public var formats: [String]?
   /// Where the image is going (`--target glance`): adds that destination's acceptance rules.
   public var target: Target?
+  /// The container format the image is declared as (`--expect-container`); with `expectFormat`
+  /// and no container given, `bare` is assumed, as the image service does.
+  public var expectContainer: String?
   public init() {}
 }
 
@@ -23,12 +26,28 @@ public enum Checker {
     var findings: [Finding] = []
     var counts: JSONObject?
     if !options.headerOnly, let info = result.info {
-      let report = deepCheck(source, info)
-      findings += report.findings
-      if !report.counts.isEmpty { counts = report.counts }
+      if source.isSeekable {
+        let report = deepCheck(source, info)
+        findings += report.findings
+        if !report.counts.isEmpty { counts = report.counts }
+      } else {
+        // Tables and grains lie anywhere in the file: a forward-only stream cannot be checked
+        // deeply, and a partial check would guess. Say so; the command exits 5.
+        findings.append(Finding("input.needs-seekable", .warning,
+                                "the deep check needs a seekable file (tables lie anywhere in the image); only header-level checks ran: pass a file, or --header-only to accept that"))
+      }
     }
     if let expected = options.expectFormat, let f = Expectation.check(result, expected: expected) {
       findings.append(f)
+    }
+    if let expected = options.expectContainer ?? (options.expectFormat == nil ? nil : "bare"),
+       let info = result.info, info.containerFormat.rawValue != expected.lowercased()
+    {
+      findings.append(Finding("image.container-mismatch", .mismatch,
+                              "declared container_format \(expected), but the file is \(info.containerFormat.rawValue) (\(info.subformat ?? info.probe)); a service inspecting it as \(expected) would see \(info.containerFormat.rawValue) bytes, not \(info.diskFormat.rawValue)"))
+    }
+    if let info = result.info, info.virtualSize == 0 {
+      findings.append(Finding("image.empty", .warning, field: "virtual-size", "the image holds no data (virtual size 0)"))
     }
     if let allowed = options.formats, let info = result.info {
       let names = Set(allowed.map(Expectation.normalise))
@@ -78,6 +97,14 @@ public enum Expectation {
                           info.containerFormat.rawValue]
     // Glance's ami disk_format is a raw machine image.
     if info.diskFormat == .raw { n.insert("ami") }
+    return n
+  }
+
+  /// Every name `--expect-format`/`--formats` accept: Glance disk_format values, qemu driver names,
+  /// container values and probe ids.
+  public static var knownNames: Set<String> {
+    var n = Set(DiskFormat.allCases.map(\.rawValue) + ContainerFormat.allCases.map(\.rawValue) + Registry.all.map { $0.id })
+    n.formUnion(["vpc", "parallels"])
     return n
   }
 

@@ -55,7 +55,7 @@ public enum TargetRules {
       out.append(Finding("glance.banned-format", .mismatch, "Glance's inspector refuses \(info.probe) images outright",
                          fix: "qemu-img convert -O qcow2"))
     }
-    if info.containerFormat == .ova || info.containerFormat == .ovf {
+    if info.containerFormat == .ova || info.containerFormat == .ovf || info.containerFormat == .compressed {
       out.append(Finding("glance.container-not-inspected", .warning,
                          "Glance inspects only container_format bare uploads; an \(info.containerFormat.rawValue) is stored as it is and is not bootable by Nova directly",
                          fix: "extract the disk and upload it with container_format bare"))
@@ -112,6 +112,12 @@ public enum TargetRules {
         out.append(Finding("esxi.stream-optimized", .mismatch,
                            "disks inside an OVA must be streamOptimized VMDKs; this one is \(d.subformat ?? "?")",
                            fix: "qemu-img convert -O vmdk -o subformat=streamOptimized"))
+      } else if info.containerFormat == .bare, let sub = d.subformat,
+                ["monolithicSparse", "twoGbMaxExtentSparse", "streamOptimized"].contains(sub)
+      {
+        out.append(Finding("esxi.hosted-sparse", .warning,
+                           "ESXi cannot attach a hosted \(sub) VMDK from a datastore; it must be imported (OVF/OVA) or converted",
+                           fix: "vmkfstools -i disk.vmdk -d thin out.vmdk on the host, or package it in an OVA"))
       } else if d.subformat == "streamOptimized", let v = d.formatSpecific.json["version"]?.uint, v != 3 {
         out.append(Finding("esxi.vmdk-version", .mismatch, "ESXi expects streamOptimized VMDK version 3; this one is version \(v)",
                            fix: "qemu-img convert -O vmdk -o subformat=streamOptimized (writes version 3)"))
@@ -150,8 +156,9 @@ public enum TargetRules {
   static func gce(_ info: ImageInfo) -> [Finding] {
     var out: [Finding] = []
     let member = info.children.first
-    let isTarGz = info.probe == "compressed" && (info.formatSpecific.json["algorithm"]?.string ?? "gzip") == "gzip"
-      && member?.result.info?.probe == "tar"
+    // A plain tar (no .ovf) is reported by the OVA probe with subformat "tar".
+    let isTarGz = info.probe == "compressed" && info.subformat == "gzip"
+      && member?.result.info?.probe == "ova" && member?.result.info?.subformat == "tar"
     var disk: ImageInfo? = nil
     if isTarGz, let tar = member?.result.info {
       let names = tar.children.map(\.name)

@@ -62,7 +62,8 @@ public enum AKIProbe: FormatProbe {
     // setup_sects 0 means 4 (boot.rst).
     let sects = setupSects == 0 ? 4 : Int(setupSects)
     fs.set("setup-sectors", sects)
-    fs.set("syssize", UInt64(try r.u32LE(at: 0x1f4, "syssize")) * 16)
+    let sysBytes = UInt64(try r.u32LE(at: 0x1f4, "syssize")) * 16
+    fs.set("syssize", sysBytes)
     fs.set("loadflags", Int(loadflags))
     fs.set("pe-stub", r.matches([0x4d, 0x5a], at: 0))
     if version >= 0x0208 {
@@ -86,6 +87,12 @@ public enum AKIProbe: FormatProbe {
     guard setupBytes <= ctx.size else {
       throw ImageError(.truncated, format: "aki", field: "setup_sects", offset: 0x1f1,
                        "says the setup code is \(setupBytes) bytes, but the file has \(ctx.size)")
+    }
+    // The kernel's build tool pads the protected-mode part to syssize paragraphs (the CRC in its
+    // last 4 bytes), so a file shorter than setup + syssize lost part of the kernel.
+    if setupBytes + sysBytes > ctx.size {
+      info.findings.append(Finding("aki.truncated", .corrupt, field: "syssize", offset: 0x1f4,
+                                   "the setup header says \(setupBytes) bytes of setup code and \(sysBytes) of kernel, the file has \(ctx.size)"))
     }
     info.formatSpecific = fs
     return info

@@ -51,6 +51,8 @@ public enum ARIProbe: FormatProbe {
     var names: [String] = []
     var trailerEnd: UInt64?
     var stopped: String?
+    /// The archive ends inside a header before its trailer (a cut file, not a limit).
+    var truncated: ImageError?
   }
 
   static func field(_ b: [UInt8], _ at: Int, _ n: Int, radix: Int, _ name: String, base: UInt64) throws(ImageError) -> UInt64 {
@@ -74,7 +76,11 @@ public enum ARIProbe: FormatProbe {
       }
       let h: [UInt8]
       do { h = try source.readExactly(at: off, count: hsize, format: "ari", field: "cpio header") } catch {
-        if error.kind == .needsSeekable || error.kind == .truncated, w.members > 0 { w.stopped = error.description; return w }
+        if error.kind == .needsSeekable || error.kind == .truncated, w.members > 0 {
+          w.stopped = error.description
+          if error.kind == .truncated { w.truncated = error }
+          return w
+        }
         throw error
       }
       guard cpioFormat(h[...]) == format else {
@@ -140,13 +146,29 @@ public enum ARIProbe: FormatProbe {
   }
 
   /// Inflated head of a compressed cpio at `start`, or nil when it is not a compressed cpio.
-  static func compressedCpio(_ source: ByteSource, at start: UInt64, codec: Codec) -> (MemorySource, CpioFormat)? {
+  /// The decoder's error, if the compressed bytes end early or do not decode, comes with it.
+  static func compressedCpio(_ source: ByteSource, at start: UInt64, codec: Codec) -> (MemorySource, CpioFormat, ImageError?)? {
     guard codec.canInflate else { return nil }
     let small = Inflate.head(source, codec: codec, start: start, limit: 512)
     guard let f = cpioFormat(small.bytes[...]) else { return nil }
     let big = Inflate.head(source, codec: codec, start: start, limit: Limits.inflatedHead)
     let complete = big.outcome.complete && big.outcome.error == nil
-    return (MemorySource(big.bytes, name: "inflated", declaredSize: complete ? nil : UInt64.max >> 2), f)
+    let error = big.outcome.error.flatMap { $0.kind == .needsSeekable ? nil : $0 }
+    return (MemorySource(big.bytes, name: "inflated", declaredSize: complete || error != nil ? nil : UInt64.max >> 2), f, error)
+  }
+
+  /// A cut archive or compressed stream: the kernel's unpacker stops there ("junk in compressed
+  /// archive" or a missing trailer), so the ramdisk the image service stores is not the one built.
+  static func truncation(_ w: Walk, decoder: ImageError?, at offset: UInt64) -> Finding? {
+    if let e = decoder {
+      return Finding("ari.truncated", .corrupt, field: "compressed data", offset: offset,
+                     "the compressed cpio segment at \(hex(offset)) does not inflate to its end: \(e.description)")
+    }
+    if let e = w.truncated {
+      return Finding("ari.truncated", .corrupt, field: "cpio header", offset: e.offset,
+                     "the cpio archive at \(hex(offset)) ends after \(w.members) members without its TRAILER!!! entry: \(e.description)")
+    }
+    return nil
   }
 
   public static func probe(_ ctx: ProbeContext) throws(ImageError) -> ImageInfo? {
@@ -155,12 +177,14 @@ public enum ARIProbe: FormatProbe {
     var mainFormat: CpioFormat?
     var early = false
     var off: UInt64 = 0
+    var findings: [Finding] = []
     if let f = cpioFormat(ctx.head[...]) {
       // Uncompressed segments (early microcode, or a whole uncompressed initramfs).
       var format = f
       for _ in 0..<Limits.maxSegments {
         let w = try walk(ctx.source, start: off, format: format)
         segments.append(segmentJSON(w, offset: off, compression: nil))
+        if let f = truncation(w, decoder: nil, at: off) { findings.append(f) }
         mainFormat = format
         guard let end = w.trailerEnd, end < ctx.size else { break }
         // Skip zero padding, then another cpio or a compressed one.
@@ -178,9 +202,10 @@ public enum ARIProbe: FormatProbe {
         if let codec = Codec.sniff(next[...]) {
           early = true
           compression = codec.rawValue
-          if let (mem, cf) = compressedCpio(ctx.source, at: p, codec: codec) {
+          if let (mem, cf, decodeError) = compressedCpio(ctx.source, at: p, codec: codec) {
             let w2 = try walk(mem, start: 0, format: cf)
             segments.append(segmentJSON(w2, offset: p, compression: codec.rawValue))
+            if let f = truncation(w2, decoder: decodeError, at: p) { findings.append(f) }
             mainFormat = cf
           } else {
             var j = JSONObject()
@@ -192,10 +217,11 @@ public enum ARIProbe: FormatProbe {
         break
       }
     } else if let codec = Codec.sniff(ctx.head[...]) {
-      guard let (mem, cf) = compressedCpio(ctx.source, at: 0, codec: codec) else { return nil }
+      guard let (mem, cf, decodeError) = compressedCpio(ctx.source, at: 0, codec: codec) else { return nil }
       compression = codec.rawValue
       let w = try walk(mem, start: 0, format: cf)
       segments.append(segmentJSON(w, offset: 0, compression: codec.rawValue))
+      if let f = truncation(w, decoder: decodeError, at: 0) { findings.append(f) }
       mainFormat = cf
     } else {
       return nil
@@ -207,6 +233,7 @@ public enum ARIProbe: FormatProbe {
     fs.set("early-microcode", early)
     fs.set("segments", JSON.array(segments))
     info.formatSpecific = fs
+    info.findings = findings
     info.notes.append("an initramfs (cpio archive), not a disk: qemu-img has no driver for it and would read it as raw bytes; boot it with -initrd")
     return info
   }

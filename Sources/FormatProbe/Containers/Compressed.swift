@@ -30,8 +30,18 @@ public enum CompressedProbe: FormatProbe {
     let small = Inflate.head(ctx.source, codec: codec, limit: 512)
     if small.bytes.isEmpty, let e = small.outcome.error, !(small.outcome.complete) { throw e }
     if ARIProbe.cpioFormat(small.bytes[...]) != nil { return nil }  // an initramfs: the ari probe's
+    guard ctx.depth < ctx.options.maxDepth else {
+      // The payload could not be probed anyway; inflating 4 MiB per nested member would let an
+      // archive of compressed archives multiply the work.
+      info.formatSpecific = fs
+      info.findings.append(depthLimit(ctx))
+      return info
+    }
     let head = Inflate.head(ctx.source, codec: codec, limit: Limits.infoHead)
     let o = head.outcome
+    if codec == .gzip, let t = try? ctx.tail(4, "gzip"), let isize = try? t.u32LE(at: 0, "ISIZE") {
+      fs.set("isize", UInt64(isize))  // the last member's length mod 2^32
+    }
     if let h = o.gzipHeader {
       fs.set("original-name", h.name)
       fs.set("mtime", h.mtime == 0 ? nil : UInt64(h.mtime))
@@ -49,11 +59,13 @@ public enum CompressedProbe: FormatProbe {
       case .gzip:
         let t = try ctx.tail(4, "gzip")
         let isize = UInt64(try t.u32LE(at: 0, "ISIZE"))
-        fs.set("isize", isize)
         if ctx.size < (1 << 32) / Limits.deflateMaxRatio { size = isize; sizeSource = "ISIZE" }
       case .xz:
-        size = try XzIndex.uncompressedSize(ctx)
         sizeSource = "xz index"
+        do { size = try XzIndex.uncompressedSize(ctx) } catch {
+          if error.kind == .needsSeekable { break }
+          info.findings.append(Finding(corrupt: error, id: error.finding ?? "compressed.truncated"))
+        }
       case .zstd:
         size = Zstd.frameContentSize(ctx.head[...])
         sizeSource = "zstd frame header"
@@ -84,11 +96,23 @@ public enum CompressedProbe: FormatProbe {
     let source = whole ? MemorySource(head.bytes, name: "inflated \(codec.rawValue)")
                        : MemorySource(head.bytes, name: "inflated \(codec.rawValue)", declaredSize: size ?? UInt64.max >> 2)
     guard let child = ctx.inspectNested(source) else {
-      info.notes.append("the payload was not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached")
+      info.findings.append(depthLimit(ctx))
       return info
     }
     var result = child
-    if case var .identified(inner) = child.outcome {
+    if !whole, !head.bytes.starts(with: Array("conectix".utf8)) {
+      // Only the payload's head is inflated, so its tail is unknown. A fixed VHD is the one format
+      // found by its tail alone (the footer in the last 512 bytes); its probe's question cannot
+      // be answered from the head and must not turn the whole payload into "needs a seekable
+      // file": the payload is described from its head, and check (which inflates all) sees the tail.
+      let before = result.failures.count
+      result.failures.removeAll { $0.probe == "vhd" && $0.error.kind == .needsSeekable }
+      if result.failures.count != before {
+        result.outcome = Inspector.resolve(result, source: source)
+        info.notes.append("the payload's last bytes are not inflated by info, so a fixed VHD footer there is not looked for (imgtool check inflates and probes the whole payload)")
+      }
+    }
+    if case var .identified(inner) = result.outcome {
       info.diskFormat = inner.diskFormat
       if size == nil, inner.probe == "raw" {
         // A raw payload's size is the uncompressed length, which is unknown here.
@@ -101,5 +125,13 @@ public enum CompressedProbe: FormatProbe {
     }
     info.children.append(ChildImage(name: head.outcome.gzipHeader?.name ?? "payload", offset: 0, size: size, result: result))
     return info
+  }
+
+  /// A payload left unprobed by the nesting depth limit is content nobody looked at: compressed
+  /// archives nested this deep are no disk image a service takes, and could hide any format.
+  static func depthLimit(_ ctx: ProbeContext) -> Finding {
+    Finding("compressed.depth-limit", .unsafe, field: "payload",
+            "the payload was not inflated or probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached, so its format and safety are unknown",
+            fix: "upload the innermost image with at most one compression layer")
   }
 }

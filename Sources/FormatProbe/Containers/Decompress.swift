@@ -153,14 +153,15 @@ enum XzIndex {
     /// The index holds one record per block (a few bytes each); 1 MiB is tens of thousands of
     /// blocks, more than `xz -T0` writes for multi-terabyte inputs.
     static let maxIndex = 1 << 20
-    /// Zero stream padding read back over at the end of a file.
-    static let maxPadding = 64 << 10
+    /// Bytes read from the end for the footer and stream padding: 64 KiB, what a forward-only
+    /// stream keeps of its tail, so a piped .xz gets its size too.
+    static let tailRead = 64 << 10
   }
 
   /// Uncompressed size of a single-stream .xz file; nil when the file holds several streams or the
   /// index is unusual (then the size is unknown until decoded).
   static func uncompressedSize(_ ctx: ProbeContext) throws(ImageError) -> UInt64? {
-    let tail = try ctx.tail(Limits.maxPadding + 12, "xz")
+    let tail = try ctx.tail(Limits.tailRead, "xz")
     var end = tail.count
     while end >= 4, tail.bytes[(end - 4)..<end].allSatisfy({ $0 == 0 }) { end -= 4 }
     guard end >= 12 else { return nil }
@@ -329,7 +330,9 @@ public enum Inflate {
             guard n > 0, Int(n) <= Lz4.legacyMaxCompressedBlock else { out.streams += 1; break }
             let block = try source.read(at: pos + 4, count: Int(n))
             guard block.count == Int(n) else {
-              throw ImageError.truncated("lz4", "legacy block", at: pos + 4, need: UInt64(n), have: UInt64(block.count))
+              var e = ImageError.truncated("lz4", "legacy block", at: pos + 4, need: UInt64(n), have: UInt64(block.count))
+              e.finding = "compressed.truncated"
+              throw e
             }
             guard let produced = block.withUnsafeBytes({ Lz4.decodeBlock($0, into: outBuf) }) else {
               throw ImageError(.invalidField, format: "lz4", field: "legacy block", offset: pos + 4,
@@ -344,8 +347,15 @@ public enum Inflate {
           var crc: UInt32 = 0
           var memberSize: UInt64 = 0
           if codec == .gzip {
-            let hb = try source.read(at: pos, count: GzipHeader.Limits.maxHeader)
-            let h = try GzipHeader.parse(hb, base: pos)
+            // Most headers are a few bytes: read 1 KiB, and the most a header can be only if needed.
+            var hb = try source.read(at: pos, count: 1024)
+            var parsed: GzipHeader?
+            do { parsed = try GzipHeader.parse(hb, base: pos) } catch {
+              guard error.kind == .truncated, hb.count == 1024 else { throw error }
+              hb = try source.read(at: pos, count: GzipHeader.Limits.maxHeader)
+              parsed = try GzipHeader.parse(hb, base: pos)
+            }
+            guard let h = parsed else { break streams }
             if out.gzipHeader == nil { out.gzipHeader = h }
             pos += UInt64(h.length)
             memberStart = pos

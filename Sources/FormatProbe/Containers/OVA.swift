@@ -43,6 +43,7 @@ public enum OVAProbe: FormatProbe {
       j.set("type", m.typeName)
       j.set("offset", m.dataOffset)
       j.set("size", m.size)
+      j.set("real-size", m.realSize)
       j.set("link", m.linkName)
       return j.json
     }))
@@ -83,6 +84,10 @@ public enum OVAProbe: FormatProbe {
       }
       childMembers = diskMembers
       for m in regular where !childMembers.contains(m) && imageExtensions.contains(ext(m.name)) { childMembers.append(m) }
+    } else if !descriptors.isEmpty {
+      // An OVA whose descriptor could not be read: its image-like members are still probed.
+      childMembers = regular.filter { imageExtensions.contains(ext($0.name)) }
+      diskMembers = childMembers
     } else {
       childMembers = regular.filter { $0.size > 0 }
       diskMembers = childMembers
@@ -93,19 +98,31 @@ public enum OVAProbe: FormatProbe {
     }
     var depthLimited = false
     for m in childMembers {
-      guard let result = ctx.inspectNested(SliceSource(ctx.source, start: m.dataOffset, length: m.size, name: m.name)) else {
+      guard let result = ctx.inspectNested(memberSource(ctx.source, m)) else {
         depthLimited = true
         continue
       }
-      info.children.append(ChildImage(name: m.name, offset: m.dataOffset, size: m.size, result: result))
+      info.children.append(ChildImage(name: m.name, offset: m.dataOffset, size: m.realSize ?? m.size, result: result))
     }
-    if depthLimited { info.notes.append("members were not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached") }
+    if depthLimited {
+      // Members nobody probed could be any format (a backing file, an external extent).
+      info.findings.append(Finding("ova.depth-limit", .unsafe, field: "members",
+                                   "members were not probed: the nesting depth limit (\(ctx.options.maxDepth)) was reached, so their formats and safety are unknown",
+                                   fix: "do not nest archives inside archives"))
+    }
 
     // Sizes and formats from what the disks really are.
     let diskChildren = info.children.filter { c in diskMembers.contains { $0.dataOffset == c.offset } }
     let diskInfos = diskChildren.compactMap { $0.result.info }
-    if diskChildren.count == 1, let v = diskInfos.first?.virtualSize {
-      info.virtualSize = v
+    if diskChildren.count == 1, let only = diskInfos.first, let v = only.virtualSize {
+      // A member imgtool cannot recognise (raw) has no virtual size when the descriptor says it
+      // is a structured format: its byte length would be a wrong answer.
+      let declared = descriptor?.agreedDiskFormat?.0
+      if only.probe == "raw", let declared, declared != .raw {
+        info.notes.append("the disk member is not recognised as \(declared.rawValue), so no virtual size is reported")
+      } else {
+        info.virtualSize = v
+      }
     } else if diskChildren.count > 1 {
       info.notes.append("\(diskChildren.count) disks: no single virtual size; each member reports its own")
     }
@@ -115,7 +132,7 @@ public enum OVAProbe: FormatProbe {
        diskInfos.allSatisfy({ $0.diskFormat == first.diskFormat && ($0.probe != "raw" || descriptor == nil) })
     {
       info.diskFormat = first.diskFormat
-      info.subformat = descriptor == nil ? "tar" : diskInfos.allSatisfy({ $0.subformat == first.subformat }) ? first.subformat : nil
+      info.subformat = descriptors.isEmpty ? "tar" : diskInfos.allSatisfy({ $0.subformat == first.subformat }) ? first.subformat : nil
     } else if descriptor == nil, diskInfos.count == 1, let only = diskInfos.first {
       info.diskFormat = only.diskFormat
     }
@@ -124,6 +141,11 @@ public enum OVAProbe: FormatProbe {
       info.findings += formatFindings(d, regular, info.children)
     }
     return info
+  }
+
+  /// A member's content as a byte source: a slice of the archive, or the expanded sparse file.
+  static func memberSource(_ source: ByteSource, _ m: TarMember) -> ByteSource {
+    m.sparseMap != nil ? SparseMemberSource(source, member: m) : SliceSource(source, start: m.dataOffset, length: m.size, name: m.name)
   }
 
   static func member(named href: String, in members: [TarMember]) -> TarMember? {
@@ -216,17 +238,35 @@ public enum OVAProbe: FormatProbe {
     return (info, descriptor)
   }
 
-  /// ova.disk-format-mismatch: a disk member imgtool recognises as another format than its Disk declares.
+  /// What a Disk's member really holds: the member's own description, or for a member the File
+  /// declares compressed, the payload inside it.
+  static func content(_ file: OVFFile, _ regular: [TarMember], _ children: [ChildImage]) -> (TarMember, ImageInfo)? {
+    guard let m = member(named: file.href, in: regular), let child = children.first(where: { $0.offset == m.dataOffset }),
+          let ci = child.result.info
+    else { return nil }
+    if file.compression != nil, ci.probe == "compressed" {
+      guard let inner = ci.children.first?.result.info else { return nil }
+      return (m, inner)
+    }
+    return (m, ci)
+  }
+
+  /// ova.disk-format-mismatch: a disk member that is not the format its Disk declares. Corrupt when
+  /// imgtool recognises it as another format; a warning when it recognises nothing (raw) while
+  /// the Disk declares a structured format.
   static func formatFindings(_ d: OVFDescriptor, _ regular: [TarMember], _ children: [ChildImage]) -> [Finding] {
     var out: [Finding] = []
     for (disk, file) in d.diskFiles {
-      guard let declared = disk.diskFormat?.0, file.compression == nil, let m = member(named: file.href, in: regular),
-            let child = children.first(where: { $0.offset == m.dataOffset }), let ci = child.result.info,
-            ci.probe != "raw", ci.diskFormat != declared
-      else { continue }
-      out.append(Finding("ova.disk-format-mismatch", .corrupt, field: "Disk format",
-                         "Disk \(disk.id) declares \(declared.rawValue), but '\(m.name)' is \(ci.diskFormat.rawValue): an importer would misread it",
-                         fix: "set the Disk's ovf:format to the member's real format"))
+      guard let declared = disk.diskFormat?.0, let (m, ci) = content(file, regular, children), ci.diskFormat != declared else { continue }
+      if ci.probe == "raw" {
+        out.append(Finding("ova.disk-format-mismatch", .warning, field: "Disk format",
+                           "Disk \(disk.id) declares \(declared.rawValue), but imgtool does not recognise '\(m.name)' as \(declared.rawValue) (it reads as raw data)",
+                           fix: "check that the member is the disk the descriptor describes"))
+      } else {
+        out.append(Finding("ova.disk-format-mismatch", .corrupt, field: "Disk format",
+                           "Disk \(disk.id) declares \(declared.rawValue), but '\(m.name)' is \(ci.diskFormat.rawValue): an importer would misread it",
+                           fix: "set the Disk's ovf:format to the member's real format"))
+      }
     }
     return out
   }
@@ -235,11 +275,10 @@ public enum OVAProbe: FormatProbe {
   static func capacityFindings(_ d: OVFDescriptor, _ regular: [TarMember], _ children: [ChildImage]) -> [Finding] {
     var out: [Finding] = []
     for (disk, file) in d.diskFiles {
-      // Compared only when the member is the format the Disk declares (a compressed member's
-      // payload, or an unrecognised one, has no comparable virtual size).
-      guard let cap = disk.capacity, let m = member(named: file.href, in: regular), file.compression == nil,
-            let child = children.first(where: { $0.offset == m.dataOffset }), let ci = child.result.info,
-            let v = ci.virtualSize, cap != v, disk.diskFormat.map({ $0.0 == ci.diskFormat }) ?? (ci.probe != "raw")
+      // Compared only when the member is the format the Disk declares (an unrecognised member has
+      // no comparable virtual size).
+      guard let cap = disk.capacity, let (m, ci) = content(file, regular, children), let v = ci.virtualSize, cap != v,
+            disk.diskFormat.map({ $0.0 == ci.diskFormat }) ?? (ci.probe != "raw")
       else { continue }
       let smaller = cap < v
       out.append(Finding("ovf.capacity-mismatch", smaller ? .corrupt : .warning, field: "Disk capacity",

@@ -37,7 +37,7 @@ public enum OVFProbe: FormatProbe {
       guard rootIsEnvelope(bytes) else { return nil }
       throw error
     }
-    guard doc.nodes[doc.root].local == "Envelope" else { return nil }
+    guard OVFDescriptor.isOVFEnvelope(doc) else { return nil }
     let d = try OVFDescriptor.from(doc)
     var info = describe(d, name: "the descriptor")
     for f in d.files {
@@ -63,7 +63,11 @@ public enum OVFProbe: FormatProbe {
       var e = p
       while e < b.count, !XML.Parser.isNameEnd(b[e]) { e += 1 }
       let name = Text.utf8(b[p..<e])
-      return name == "Envelope" || name.hasSuffix(":Envelope")
+      guard name == "Envelope" || name.hasSuffix(":Envelope") else { return false }
+      // And OVF markup somewhere in the head (a namespace or section name), unlike a SOAP envelope.
+      let lower = b.map { $0 | 0x20 }
+      let ovf = Array("ovf".utf8)
+      return lower.indices.dropLast(2).contains { lower[$0] == ovf[0] && lower[$0 + 1] == ovf[1] && lower[$0 + 2] == ovf[2] }
     }
     return false
   }

@@ -111,7 +111,7 @@ public enum XML {
 
     /// Text with the five predefined entities and character references replaced; any other
     /// entity reference is kept as written (never expanded).
-    mutating func decode(_ s: ArraySlice<UInt8>) -> String {
+    mutating func decode(_ s: ArraySlice<UInt8>) throws(ImageError) -> String {
       guard s.contains(UInt8(ascii: "&")) else { return Text.utf8(s) }
       var out = [UInt8]()
       out.reserveCapacity(s.count)
@@ -134,11 +134,16 @@ public enum XML {
           if ent.first == UInt8(ascii: "#") {
             let hexForm = ent.count > 1 && (ent[1] | 0x20) == UInt8(ascii: "x")
             let digits = String(decoding: ent.dropFirst(hexForm ? 2 : 1), as: UTF8.self)
-            if let v = UInt32(digits, radix: hexForm ? 16 : 10), v != 0, let u = Unicode.Scalar(v) {
-              rep = Array(String(Character(u)).utf8)
-            } else {
-              rep = Array("?".utf8)
+            // XML 1.0 4.1: a character reference must name a legal Char (not NUL, not a
+            // surrogate, at most U+10FFFF). Readers that replace or truncate at a bad one see
+            // different names (a NUL cuts "disk.vmdk&#0;../x" in C), so the document is malformed.
+            guard let v = UInt32(digits, radix: hexForm ? 16 : 10), v == 0x9 || v == 0xA || v == 0xD || v >= 0x20,
+                  v != 0xFFFE, v != 0xFFFF, let u = Unicode.Scalar(v)
+            else {
+              throw fail("character reference &\(String(decoding: ent, as: UTF8.self)); is not a legal XML character",
+                         at: p - b.startIndex)
             }
+            rep = Array(String(Character(u)).utf8)
           }
         }
         if let rep {
@@ -182,7 +187,7 @@ public enum XML {
               throw fail(rootSeen ? "has text after the root element" : "has text before the root element", at: s)
             }
           } else {
-            let t = decode(b[s..<i])
+            let t = try decode(b[s..<i])
             appendText(t)
           }
           continue
@@ -265,12 +270,17 @@ public enum XML {
               e += 1
             }
             guard e < b.count else { throw fail("attribute \(an) value is not terminated", at: vs) }
-            let value = decode(b[vs..<e])
+            let value = try decode(b[vs..<e])
             i = e + 1
             guard attrs.count < Limits.maxAttributes else {
               throw fail("element <\(qname)> has more than \(Limits.maxAttributes) attributes", at: s, kind: .limitExceeded)
             }
             let (ap, al) = Parser.split(an)
+            // XML 1.0 3.1: an attribute appears at most once per tag; parsers that accept a
+            // duplicate keep the first or the last, so two readers would see different values.
+            guard !attrs.contains(where: { $0.prefix == ap && $0.local == al }) else {
+              throw fail("element <\(qname)> has attribute \(an) twice", at: s)
+            }
             if an == "xmlns" { scope.append(("", value)) } else if ap == "xmlns" { scope.append((al, value)) }
             attrs.append(XMLAttribute(prefix: ap, local: al, value: value))
           }
@@ -454,6 +464,19 @@ public struct OVFDescriptor: Sendable {
     }
     if href.lowercased().hasPrefix("file:") { return true }
     return Tar.escapesDirectory(href)
+  }
+
+  /// Whether an `Envelope` root is an OVF one: a known OVF namespace (or any namespace URI naming
+  /// ovf), or OVF 0.9's unqualified markup with OVF sections under it. A SOAP Envelope is not.
+  public static func isOVFEnvelope(_ doc: XMLDocument) -> Bool {
+    let root = doc.nodes[doc.root]
+    guard root.local == "Envelope" else { return false }
+    if let ns = root.namespace {
+      return envelopeNamespaces.contains(ns) || ns.lowercased().contains("/ovf")
+    }
+    if root.attributes.contains(where: { $0.prefix == "xmlns" && $0.value.lowercased().contains("/ovf") }) { return true }
+    let sections: Set<String> = ["References", "DiskSection", "VirtualSystem", "VirtualSystemCollection", "NetworkSection"]
+    return doc.children(doc.root).contains { sections.contains(kind(doc.nodes[$0])) }
   }
 
   public static func parse(_ bytes: [UInt8], base: UInt64 = 0) throws(ImageError) -> OVFDescriptor {
@@ -735,13 +758,14 @@ public struct OVFManifest: Sendable {
   /// Lines that are not digest lines (1-based line numbers).
   public var malformedLines: [Int] = []
 
+  /// Entries parsed: one per member; 10000 matches the tar walker's member limit.
   public static let maxEntries = 10_000
 
   public static func parse(_ bytes: [UInt8]) -> OVFManifest {
     var m = OVFManifest()
     let text = Text.utf8(bytes)
     var line = 0
-    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
+    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
       line += 1
       let l = raw.trimmingBlanks
       if l.isEmpty { continue }

@@ -38,15 +38,27 @@ public enum FilesystemProbe: FormatProbe {
     public var findings: [Finding] = []
     /// Bytes the filesystem claims (nil when unknown).
     public var size: UInt64?
+    /// The claimed size does not fit in 64 bits (block count times block size overflows): more
+    /// than any file holds, so as much beyond the end as a size can be.
+    public var sizeOverflows = false
   }
 
   /// The filesystem whose superblock starts at `base` in a region of `length` bytes, or nil.
-  /// Throws only for I/O (a stream that no longer holds the bytes).
-  public static func describe(_ ctx: ProbeContext, at base: UInt64, length: UInt64) throws(ImageError) -> Description? {
+  /// Throws only for I/O (a stream that no longer holds the bytes). In a partition (`inPartition`)
+  /// LUKS and ISO 9660 are named too; at offset 0 they are image formats with probes of their own.
+  public static func describe(_ ctx: ProbeContext, at base: UInt64, length: UInt64, inPartition: Bool = false)
+    throws(ImageError) -> Description?
+  {
     let low = ByteReader(try window(ctx, base, 0, Limits.headBytes, length), base: base, format: "filesystem")
     var found: Description?
     if let d = squashfs(low) ?? xfs(low) ?? ntfs(low) ?? exfat(low) ?? fat(low) ?? ext(low) ?? lvm(low) ?? swap(low, windowStart: 0) {
       found = d
+    } else if inPartition, let d = luks(low) {
+      found = d
+    } else if inPartition, length >= 32774, try window(ctx, base, 32769, 5, length) == Array("CD001".utf8) {
+      // A hybrid ISO's partition table lists the ISO itself.
+      found = Description(type: "iso9660")
+      found?.json.set("type", "iso9660")
     } else if length > Limits.highStart {
       let high = ByteReader(try window(ctx, base, Limits.highStart, Limits.highBytes, length),
                             base: base + Limits.highStart, format: "filesystem")
@@ -56,6 +68,9 @@ public enum FilesystemProbe: FormatProbe {
     if let s = d.size, s > length {
       d.findings.append(Finding("filesystem.beyond-end", .corrupt, offset: base,
                                 "the \(d.type) filesystem at \(hex(base)) declares \(s) bytes but only \(length) are there: the guest would read past the end"))
+    } else if d.sizeOverflows {
+      d.findings.append(Finding("filesystem.beyond-end", .corrupt, offset: base,
+                                "the \(d.type) filesystem at \(hex(base)) declares 2^64 bytes or more but only \(length) are there: the guest would read past the end"))
     }
     return d
   }
@@ -136,6 +151,8 @@ public enum FilesystemProbe: FormatProbe {
     if !o {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     d.json.set("journal", compat & 0x0004 != 0)
     if incompat & 0x0004 != 0 { d.json.set("needs-recovery", true) }
@@ -185,6 +202,8 @@ public enum FilesystemProbe: FormatProbe {
     if !o {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     return d
   }
@@ -293,6 +312,8 @@ public enum FilesystemProbe: FormatProbe {
     if !o {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     return d
   }
@@ -327,6 +348,8 @@ public enum FilesystemProbe: FormatProbe {
     if let size = try? Checked.shiftLeft(length, UInt64(bpsShift), "exfat", "VolumeLength") {
       d.json.set("size", size)
       d.size = size
+    } else {
+      d.sizeOverflows = true
     }
     return d
   }
@@ -427,6 +450,23 @@ public enum FilesystemProbe: FormatProbe {
       return d
     }
     return nil
+  }
+
+  // MARK: LUKS (partitions only)
+
+  /// LUKS header (LUKS1 on-disk format 1.2.3, LUKS2 on-disk format): magic "LUKS\xba\xbe" at 0,
+  /// version (2, BE) at 6, uuid (40, ASCII) at 168 in both versions. An encrypted partition: its
+  /// content cannot be described further.
+  static func luks(_ r: ByteReader) -> Description? {
+    guard r.matches([0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE], at: 0), let version = try? r.u16BE(at: 6, "version"),
+          let uuid = try? r.bytes(at: 168, 40, "uuid")
+    else { return nil }
+    var d = Description(type: "luks")
+    d.json.set("type", "luks")
+    d.json.set("version", Int(version))
+    let u = Text.ascii(uuid)
+    d.json.set("uuid", u.isEmpty ? nil : u)
+    return d
   }
 
   // MARK: squashfs

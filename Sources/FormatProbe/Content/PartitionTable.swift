@@ -25,6 +25,9 @@ public enum PartitionTableProbe: FormatProbe {
     public static let maxFilesystemProbes = 128
     /// Findings of one kind (overlaps, out-of-range entries) listed before they are summarised.
     public static let maxFindingsPerKind = 16
+    /// Apple partition map entries read: Apple's tools reserve 63 map blocks; xorriso writes a
+    /// handful.
+    public static let maxAPMEntries = 64
     /// GPT sector sizes tried: 512-byte disks and 4Kn disks (header at LBA 1 of either).
     public static let sectorSizes: [UInt64] = [512, 4096]
   }
@@ -61,6 +64,9 @@ public enum PartitionTableProbe: FormatProbe {
     /// El Torito EFI image inside it as another partition: overlaps inside the volume are the
     /// layout, not corruption.
     var isoVolumeBytes: UInt64?
+    /// Bytes of the disk: the input, less a fixed VHD's 512-byte footer when the table is read
+    /// through a fixed VHD (its guest disk ends before the footer).
+    var diskSize: UInt64 = 0
     var list: [Finding] = []
     var perKind: [String: Int] = [:]
     mutating func add(_ f: Finding) {
@@ -86,28 +92,126 @@ public enum PartitionTableProbe: FormatProbe {
       break
     }
     var findings = Findings()
-    findings.isoVolumeBytes = isoVolume(head)
     var mbr: MBR?
     if hasMBR {
       // A boot sector of a filesystem (FAT floppy, NTFS, exFAT) also ends in 55 AA: it is not a
       // partition table, so arbitrary boot code is never read as partition entries.
+      // Likewise a Linux kernel's boot sector (boot protocol header "HdrS" at 0x202).
       if gptSector == nil, FilesystemProbe.fat(head) != nil || FilesystemProbe.ntfs(head) != nil
-        || FilesystemProbe.exfat(head) != nil
+        || FilesystemProbe.exfat(head) != nil || head.matches(Array("HdrS".utf8), at: 0x202)
       {
         return nil
       }
       mbr = MBR(head)
       if gptSector == nil, mbr == nil { return nil }
     }
+    let apmBlock = apmBlockSize(head)
+    guard gptSector != nil || mbr != nil || apmBlock != nil else { return nil }
+    findings.diskSize = ctx.size
+    if ctx.size >= 1024, let footer = try? ctx.tail(512, "partition-table"), footer.matches(Array("conectix".utf8), at: 0) {
+      findings.diskSize = ctx.size - 512
+    }
+    // A volume larger than the disk (a hostile or truncated ISO) excuses nothing beyond the disk.
+    findings.isoVolumeBytes = isoVolume(head).map { min($0, findings.diskSize) }
+    // An Apple partition map (Mac-bootable hybrid ISOs) is reported with the MBR/GPT it sits beside.
+    let apmJSON = try apmBlock.map { bs throws(ImageError) in try apm(ctx, blockSize: bs, findings: &findings) }
+    var table = try dispatch(ctx, head, gptSector: gptSector, mbr: mbr, findings: &findings)
+    if let apmJSON {
+      if table.type == "apm" {
+        if case let .object(pairs) = apmJSON { for (k, v) in pairs { table.json.set(k, v) } }
+      } else {
+        table.json.set("apm", apmJSON)
+      }
+    }
+    table.findings = findings.list
+    return table
+  }
+
+  static func dispatch(_ ctx: ProbeContext, _ head: ByteReader, gptSector: UInt64?, mbr: MBR?, findings: inout Findings)
+    throws(ImageError) -> Table
+  {
     if let ss = gptSector {
+      // A second header at LBA 1 of the other sector size: readers with 512-byte and 4096-byte
+      // logical sectors would see two different partition tables.
+      let others = Limits.sectorSizes.filter { $0 != ss && head.matches(gptSignature, at: Int($0)) }
+      if let other = others.first {
+        findings.add(Finding("partition.gpt-multiple-sector-sizes", .warning, offset: other,
+                             "GPT headers at LBA 1 for both \(ss)- and \(other)-byte sectors: the partitions a reader sees depend on the device's sector size; the \(ss)-byte table is reported"))
+      }
       return try gpt(ctx, sectorSize: ss, mbr: mbr, findings: &findings)
     }
-    guard let mbr else { return nil }
+    guard let mbr else {
+      var t = Table(type: "apm")
+      t.json.set("type", "apm")
+      return t
+    }
     if mbr.protectiveEntries > 0 {
       findings.add(Finding("partition.gpt-header-missing", .corrupt, offset: 512,
                            "the MBR has a GPT protective (0xEE) entry but no GPT header is at LBA 1 (512- or 4096-byte sectors)"))
     }
     return try msdos(ctx, mbr, findings: &findings)
+  }
+
+  // MARK: Apple partition map
+
+  /// Apple partition map (Inside Macintosh: Devices, "Partition Map Entry"): block 0 is the driver
+  /// descriptor record, signature "ER" (2) and block size (2, BE); blocks 1..N are map entries:
+  ///
+  /// | offset | size | field |
+  /// |---|---|---|
+  /// | 0 | 2 | pmSig "PM" |
+  /// | 4 | 4 | pmMapBlkCnt (entries in the map, BE) |
+  /// | 8 | 4 | pmPyPartStart (first block, BE) |
+  /// | 12 | 4 | pmPartBlkCnt (blocks, BE) |
+  /// | 16 | 32 | pmPartName |
+  /// | 48 | 32 | pmParType (`Apple_HFS`, `Apple_partition_map`, `Apple_Free`, ...) |
+  static func apmBlockSize(_ head: ByteReader) -> UInt64? {
+    guard head.matches([0x45, 0x52], at: 0), let bs = try? head.u16BE(at: 2, "sbBlkSize"),
+          [512, 1024, 2048, 4096].contains(bs), head.matches([0x50, 0x4D], at: Int(bs))
+    else { return nil }
+    return UInt64(bs)
+  }
+
+  static func apm(_ ctx: ProbeContext, blockSize bs: UInt64, findings: inout Findings) throws(ImageError) -> JSON {
+    var o = JSONObject()
+    o.set("block-size", bs)
+    let first = try ctx.reader(at: bs, count: Int(bs), "partition-table", "Apple partition map entry 1")
+    let declared = UInt64(try first.u32BE(at: 4, "pmMapBlkCnt"))
+    if declared > UInt64(Limits.maxAPMEntries) {
+      findings.add(Finding("partition.apm-limit", .corrupt, field: "pmMapBlkCnt", offset: bs + 4,
+                           "the Apple partition map declares \(declared) entries; imgtool reads at most \(Limits.maxAPMEntries)"))
+    }
+    let count = Int(min(max(declared, 1), UInt64(Limits.maxAPMEntries)))
+    let map = ByteReader(try ctx.read(at: bs, count: count * Int(bs)), base: bs, format: "partition-table")
+    var entries: [JSON] = []
+    let diskBlocks = findings.diskSize / bs
+    for i in 0..<count {
+      let at = i * Int(bs)
+      guard map.matches([0x50, 0x4D], at: at) else {
+        findings.add(Finding("partition.apm-entry-signature", .corrupt, offset: map.base + UInt64(at),
+                             "Apple partition map entry \(i + 1) of \(count) lacks its PM signature (or lies beyond the end of the disk)"))
+        break
+      }
+      let start = UInt64(try map.u32BE(at: at + 8, "pmPyPartStart"))
+      let blocks = UInt64(try map.u32BE(at: at + 12, "pmPartBlkCnt"))
+      var e = JSONObject()
+      e.set("number", i + 1)
+      let name = Text.ascii(try map.bytes(at: at + 16, 32, "pmPartName"))
+      e.set("name", name.isEmpty ? nil : name)
+      e.set("type", Text.ascii(try map.bytes(at: at + 48, 32, "pmParType")))
+      e.set("first-block", start)
+      e.set("blocks", blocks)
+      e.set("start", start * bs)
+      e.set("size", blocks * bs)
+      if blocks > 0, start + blocks > diskBlocks {
+        e.set("beyond-end", true)
+        findings.add(Finding("partition.beyond-end", .corrupt, offset: map.base + UInt64(at) + 8,
+                             "Apple partition \(i + 1) (blocks \(start)-\(start + blocks - 1) of \(bs) bytes) extends past the end of the disk (\(diskBlocks) blocks)"))
+      }
+      entries.append(e.json)
+    }
+    o.set("partitions", JSON.array(entries))
+    return o.json
   }
 
   /// The ISO 9660 volume size from the primary volume descriptor at sector 16, if there is one.
@@ -150,13 +254,26 @@ public enum PartitionTableProbe: FormatProbe {
     var type: UInt8
     var firstLBA: UInt32
     var sectors: UInt32
+    var firstCHS: String
+    var lastCHS: String
 
     init(_ r: ByteReader, at: Int, slot: Int) throws(ImageError) {
       self.slot = slot
       status = try r.u8(at: at, "status")
+      firstCHS = MBREntry.chs(try r.bytes(at: at + 1, 3, "first CHS"))
+      lastCHS = MBREntry.chs(try r.bytes(at: at + 5, 3, "last CHS"))
       type = try r.u8(at: at + 4, "partition type")
       firstLBA = try r.u32LE(at: at + 8, "first LBA")
       sectors = try r.u32LE(at: at + 12, "sector count")
+    }
+
+    /// CHS address: head (1), sector in bits 0-5 and cylinder bits 8-9 in bits 6-7 (1), cylinder
+    /// bits 0-7 (1); rendered cylinder/head/sector.
+    static func chs(_ b: ArraySlice<UInt8>) -> String {
+      let a = Array(b)
+      guard a.count == 3 else { return "" }
+      let cylinder = Int(a[1] & 0xC0) << 2 | Int(a[2])
+      return "\(cylinder)/\(a[0])/\(a[1] & 0x3F)"
     }
 
     var isEmpty: Bool { type == 0 && firstLBA == 0 && sectors == 0 }
@@ -203,6 +320,8 @@ public enum PartitionTableProbe: FormatProbe {
     if logical { o.set("logical", true) }
     o.set("first-lba", firstLBA)
     o.set("sectors", UInt64(e.sectors))
+    o.set("first-chs", e.firstCHS)
+    o.set("last-chs", e.lastCHS)
     o.set("start", firstLBA * sectorSize)
     o.set("size", UInt64(e.sectors) * sectorSize)
     return o
@@ -224,8 +343,14 @@ public enum PartitionTableProbe: FormatProbe {
       if e.isExtended {
         containers.append(extent)
         data.append(extent)
-        try walkExtended(ctx, start: first, sectors: UInt64(e.sectors), sectorSize: ss, next: &nextLogical,
-                         into: &data, findings: &findings)
+        do {
+          try walkExtended(ctx, start: first, sectors: UInt64(e.sectors), sectorSize: ss, next: &nextLogical,
+                           into: &data, findings: &findings)
+        } catch where error.kind == .needsSeekable {
+          // A stream keeps only its head and tail: list what was read and say what was not.
+          findings.add(Finding("partition.needs-seekable", .warning, offset: error.offset,
+                               "the extended partition's EBR chain continues beyond the bytes a stream keeps; its remaining logical partitions are not listed (pass a file)"))
+        }
       } else {
         data.append(extent)
       }
@@ -257,7 +382,7 @@ public enum PartitionTableProbe: FormatProbe {
       }
       visited.insert(ebr)
       let (offset, o) = ebr.multipliedReportingOverflow(by: ss)
-      guard !o, offset < ctx.size, ctx.size - offset >= 512 else {
+      guard !o, offset < findings.diskSize, findings.diskSize - offset >= 512 else {
         findings.add(Finding("partition.ebr-beyond-end", .corrupt, offset: o ? nil : offset,
                              "an EBR of the extended partition is at sector \(ebr), beyond the end of the disk"))
         return
@@ -277,7 +402,7 @@ public enum PartitionTableProbe: FormatProbe {
         if extent.first < start || extent.last >= start + max(sectors, 1) {
           extent.json.set("outside-extended", true)
           findings.add(Finding("partition.logical-outside-extended", .corrupt, offset: offset + 446,
-                               "logical partition \(next) (sectors \(extent.first)-\(extent.last)) lies outside its extended partition (sectors \(start)-\(start + sectors - 1))"))
+                               "logical partition \(next) (sectors \(extent.first)-\(extent.last)) lies outside its extended partition (sectors \(start)-\(start + max(sectors, 1) - 1))"))
         }
         out.append(extent)
         next += 1
@@ -382,7 +507,7 @@ public enum PartitionTableProbe: FormatProbe {
     var table = Table(type: "gpt")
     table.json.set("type", "gpt")
     table.json.set("sector-size", ss)
-    let diskSectors = ctx.size / ss
+    let diskSectors = findings.diskSize / ss
     let lastLBA = diskSectors > 0 ? diskSectors - 1 : 0
 
     // The MBR in front of a GPT: protective (one 0xEE entry), hybrid (0xEE plus MBR partitions
@@ -448,10 +573,12 @@ public enum PartitionTableProbe: FormatProbe {
                            "GPT usable range \(primary.firstUsable)-\(primary.lastUsable) is empty or ends beyond the disk's last LBA \(lastLBA)"))
     }
 
+    if let mbr { checkMBRAgainstGPT(mbr, primary, sectorSize: ss, lastLBA: lastLBA, findings: &findings) }
+
     // The partition entry array.
     var extents: [Extent] = []
     var arrayBytes: [UInt8]?
-    if let (offset, count) = entryArray(primary, sectorSize: ss, diskSize: ctx.size, findings: &findings) {
+    if let (offset, count) = entryArray(primary, sectorSize: ss, diskSize: findings.diskSize, findings: &findings) {
       let bytes = try ctx.source.readExactly(at: offset, count: count, format: "partition-table", field: "GPT partition entries")
       arrayBytes = bytes
       let crc = CRC32.checksum(bytes)
@@ -469,7 +596,13 @@ public enum PartitionTableProbe: FormatProbe {
     }
 
     // The backup header at the last LBA (AlternateLBA names it).
-    h.set("backup", try backup(ctx, primary, arrayBytes: arrayBytes, sectorSize: ss, lastLBA: lastLBA, findings: &findings))
+    do {
+      h.set("backup", try backup(ctx, primary, arrayBytes: arrayBytes, sectorSize: ss, lastLBA: lastLBA, findings: &findings))
+    } catch where error.kind == .needsSeekable {
+      h.set("backup", "unread")
+      findings.add(Finding("partition.needs-seekable", .warning, offset: error.offset,
+                           "the backup GPT header is outside the bytes a stream keeps and was not checked (pass a file)"))
+    }
     table.json.set("header", h.json)
 
     // Partitions must lie in the usable area and inside the disk.
@@ -487,6 +620,38 @@ public enum PartitionTableProbe: FormatProbe {
     table.json.set("partitions", JSON.array(extents.map { $0.json.json }))
     table.findings = findings.list
     return table
+  }
+
+  /// The MBR partitions of a hybrid MBR must not overlap each other nor the GPT's own sectors (the
+  /// headers and entry arrays, outside the usable range): a write through the MBR view would
+  /// destroy the GPT. The 0xEE entry itself covers the GPT by design and is not checked.
+  static func checkMBRAgainstGPT(_ mbr: MBR, _ hdr: GPTHeader, sectorSize ss: UInt64, lastLBA: UInt64, findings: inout Findings) {
+    let data = mbr.entries.filter { $0.type != 0xEE && $0.sectors > 0 }
+    var metadata: [(UInt64, UInt64)] = []
+    if hdr.firstUsable > 1, hdr.firstUsable <= hdr.lastUsable { metadata.append((1, hdr.firstUsable - 1)) }
+    if hdr.firstUsable <= hdr.lastUsable, hdr.lastUsable < lastLBA { metadata.append((hdr.lastUsable + 1, lastLBA)) }
+    for (i, e) in data.enumerated() {
+      let first = UInt64(e.firstLBA), last = UInt64(e.firstLBA) + UInt64(e.sectors) - 1
+      for (a, b) in metadata where first <= b && a <= last {
+        let lo = max(first, a), hi = min(last, b)
+        if insideISO(lo, hi, ss, findings) {
+          hybridLayout("MBR partition \(e.slot) covers GPT sectors \(lo)-\(hi) inside the ISO 9660 volume (isohybrid layout)", &findings)
+        } else {
+          findings.add(Finding("partition.mbr-overlaps-gpt", .corrupt, offset: 446 + UInt64(e.slot - 1) * 16,
+                               "MBR partition \(e.slot) (sectors \(first)-\(last)) covers GPT header or entry sectors \(lo)-\(hi): writing through the MBR view destroys the GPT"))
+        }
+      }
+      for o in data[(i + 1)...] {
+        let of = UInt64(o.firstLBA), ol = UInt64(o.firstLBA) + UInt64(o.sectors) - 1
+        guard first <= ol && of <= last else { continue }
+        if insideISO(max(first, of), min(last, ol), ss, findings) {
+          hybridLayout("MBR partitions \(e.slot) and \(o.slot) overlap inside the ISO 9660 volume (isohybrid layout)", &findings)
+        } else {
+          findings.add(Finding("partition.overlap", .corrupt, offset: 446,
+                               "MBR partitions \(e.slot) (sectors \(first)-\(last)) and \(o.slot) (sectors \(of)-\(ol)) overlap"))
+        }
+      }
+    }
   }
 
   /// Validates the entry array's geometry; returns its byte offset and length, or nil (with a
@@ -569,7 +734,7 @@ public enum PartitionTableProbe: FormatProbe {
     if primary.alternateLBA != lastLBA { candidates.append(lastLBA) }
     for lba in candidates {
       let (offset, o) = lba.multipliedReportingOverflow(by: ss)
-      guard !o, lba > 1, offset < ctx.size, ctx.size - offset >= ss else { continue }
+      guard !o, lba > 1, offset < findings.diskSize, findings.diskSize - offset >= ss else { continue }
       let r = try ctx.reader(at: offset, count: Int(ss), "partition-table", "GPT backup header")
       guard r.matches(gptSignature, at: 0) else { continue }
       let b = try GPTHeader(r)
@@ -598,7 +763,7 @@ public enum PartitionTableProbe: FormatProbe {
         return "mismatch"
       }
       // Same geometry and checksum: the backup array must hold the same bytes.
-      if let arrayBytes, let (aOffset, count) = entryArray(b, sectorSize: ss, diskSize: ctx.size, findings: &findings),
+      if let arrayBytes, let (aOffset, count) = entryArray(b, sectorSize: ss, diskSize: findings.diskSize, findings: &findings),
          count == arrayBytes.count
       {
         let copy = try ctx.source.readExactly(at: aOffset, count: count, format: "partition-table", field: "GPT backup entries")
@@ -621,7 +786,7 @@ public enum PartitionTableProbe: FormatProbe {
   static func checkExtents(_ ctx: ProbeContext, _ extents: inout [Extent], sectorSize ss: UInt64, containers: [Extent],
                            findings: inout Findings)
   {
-    let diskSectors = ctx.size / ss
+    let diskSectors = findings.diskSize / ss
     let isContainer = Set(containers.map(\.number))
     for i in extents.indices {
       let e = extents[i]
@@ -654,18 +819,14 @@ public enum PartitionTableProbe: FormatProbe {
       probed += 1
       let e = extents[i]
       let (start, o) = e.first.multipliedReportingOverflow(by: ss)
-      guard !o, start < ctx.size else { continue }
-      let room = ctx.size - start
+      guard !o, start < findings.diskSize else { continue }
+      let room = findings.diskSize - start
       let span = e.last - e.first  // first <= last was checked
       let length = span >= room / ss ? room : (span + 1) * ss
       do {
-        if let fs = try FilesystemProbe.describe(ctx, at: start, length: length) {
+        if let fs = try FilesystemProbe.describe(ctx, at: start, length: length, inPartition: true) {
           extents[i].json.set("filesystem", fs.json.json)
           for f in fs.findings { findings.add(f) }
-        } else if try isISO9660(ctx, at: start, length: length) {
-          var j = JSONObject()
-          j.set("type", "iso9660")
-          extents[i].json.set("filesystem", j.json)
         }
       } catch {
         extents[i].json.set("filesystem-error", error.description)
@@ -680,14 +841,6 @@ public enum PartitionTableProbe: FormatProbe {
     }
     findings.add(Finding("partition.overlap", .corrupt,
                          "partitions \(a.number) (sectors \(a.first)-\(a.last)) and \(b.number) (sectors \(b.first)-\(b.last)) overlap"))
-  }
-
-  /// An ISO 9660 volume descriptor ("CD001" at 32769) at the partition start: the ISO probe's job
-  /// at offset 0, reported here for partitions (a hybrid ISO's GPT lists the ISO itself).
-  static func isISO9660(_ ctx: ProbeContext, at start: UInt64, length: UInt64) throws(ImageError) -> Bool {
-    guard length >= 32774 else { return false }
-    let b = try FilesystemProbe.window(ctx, start, 32769, 5, length)
-    return b == Array("CD001".utf8)
   }
 
   static func hex8(_ v: UInt32) -> String {

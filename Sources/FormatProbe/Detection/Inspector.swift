@@ -63,10 +63,13 @@ public enum Inspector {
     var chosen: ImageInfo
     switch images.count {
     case 0:
-      if let stream = r.failures.first(where: { $0.error.kind == .needsSeekable }) {
+      // A forward-only stream that cannot answer says so. An inflated head of a compressed payload
+      // (MemorySource with a declared size) has no tail at all: it is described as raw data with a
+      // needs-seekable finding per probe that could not look, and `check` inflates it whole.
+      if let stream = r.failures.first(where: { $0.error.kind == .needsSeekable }), !(source is MemorySource) {
         return .needsSeekable(stream.error)
       }
-      if let f = r.failures.first { return .malformed(f.error) }
+      if let f = r.failures.first(where: { $0.error.kind != .needsSeekable }) { return .malformed(f.error) }
       chosen = RawProbe.describe(size: source.size)
     case 1:
       chosen = images[0]

@@ -31,7 +31,8 @@ public enum ISOProbe: FormatProbe {
     /// UDF main volume descriptor sequence bytes read: ECMA-167 requires at least 16 sectors;
     /// 64 sectors covers every real sequence.
     public static let maxUDFSequenceBytes = 64 * 2048
-    /// System area bytes searched for other formats' magic (sectors 0-15).
+    /// System area bytes searched for other formats' magic: sectors 0-15, the only bytes of an
+    /// ISO that ECMA-119 leaves free for any use (6.2.1), where another header can hide.
     public static let systemAreaBytes = 32 * 1024
   }
 
@@ -63,10 +64,15 @@ public enum ISOProbe: FormatProbe {
     } else if walk.primary != nil {
       fs.set("joliet", false)
     }
-    if let boot = walk.bootRecord { fs.set("el-torito", try elTorito(ctx, boot, into: &info)) }
-    if let nsr = walk.nsr {
-      types.append("udf")
-      fs.set("udf", try udf(ctx, nsr: nsr, into: &info))
+    do {
+      if let boot = walk.bootRecord { fs.set("el-torito", try elTorito(ctx, boot, into: &info)) }
+      if let nsr = walk.nsr {
+        types.append("udf")
+        fs.set("udf", try udf(ctx, nsr: nsr, into: &info))
+      }
+    } catch where error.kind == .needsSeekable {
+      info.findings.append(Finding("iso.needs-seekable", .warning, offset: error.offset,
+                                   "the boot catalog or UDF descriptors lie beyond the bytes a stream keeps and were not checked (pass a file)"))
     }
     fs.set("descriptors", JSON.array(walk.kinds.map { .string($0) }))
     info.subformat = types.joined(separator: "+")
@@ -102,8 +108,11 @@ public enum ISOProbe: FormatProbe {
       do {
         r = try sector(ctx, n, "volume descriptor \(n)")
       } catch where error.kind == .truncated {
-        info.findings.append(Finding("iso.truncated", .corrupt, offset: UInt64(n * Limits.sectorSize),
-                                     "the file ends inside the volume descriptor set (sector \(n))"))
+        // After the terminator the walk only looks for a UDF recognition sequence.
+        if !terminated {
+          info.findings.append(Finding("iso.truncated", .corrupt, offset: UInt64(n * Limits.sectorSize),
+                                       "the file ends inside the volume descriptor set (sector \(n))"))
+        }
         ended = true
         break
       }
@@ -226,7 +235,9 @@ public enum ISOProbe: FormatProbe {
       fs.set("trailing-bytes", ctx.size - volume)
       info.notes.append("\(ctx.size - volume) bytes follow the ISO 9660 volume (padding or appended partitions); the virtual size is the file size, as qemu's raw driver reads it")
     }
-    fs.set("rock-ridge", try rockRidge(ctx, r, blockSize: UInt64(blockSize)))
+    // Rock Ridge is a description, not a structure to validate: an unreadable root directory
+    // (truncated file, a stream past its head) leaves the key out.
+    fs.set("rock-ridge", try? rockRidge(ctx, r, blockSize: UInt64(blockSize)))
   }
 
   /// dec-datetime (ECMA-119 8.4.26.1): 16 ASCII digits YYYYMMDDHHMMSScc and a signed offset from
@@ -406,7 +417,11 @@ public enum ISOProbe: FormatProbe {
     let length = UInt64(try anchor.u32LE(at: 16, "main volume descriptor sequence length"))
     let location = UInt64(try anchor.u32LE(at: 20, "main volume descriptor sequence location"))
     let start = location * sector
-    guard start < ctx.size else { return o.json }
+    guard start < ctx.size else {
+      info.findings.append(Finding("iso.udf-anchor", .warning, field: "main volume descriptor sequence location", offset: anchorOffset + 20,
+                                   "the UDF anchor points its main volume descriptor sequence at sector \(location), beyond the end of the file: UDF readers cannot mount the volume"))
+      return o.json
+    }
     let bytes = try ctx.read(at: start, count: Int(min(length, UInt64(Limits.maxUDFSequenceBytes))))
     let seq = ByteReader(bytes, base: start, format: "iso")
     var at = 0

@@ -330,10 +330,133 @@ struct LUKS2Header: Sendable {
     fs.set("tokens", UInt64(LUKS2Header.members(json["tokens"]).count))
     info.formatSpecific = fs
     info.findings.append(LUKSProbe.encryptedFinding)
+    // Mandatory requirements (such as online re-encryption) stop readers that lack them.
+    if let required = json.at("config.requirements.mandatory")?.array?.compactMap(\.string), !required.isEmpty {
+      fs.set("requirements", JSON.array(required.prefix(LUKSLimits.maxLUKS2Objects).map { .string($0) }))
+      info.formatSpecific = fs
+      info.notes.append("the LUKS2 header requires \(required.joined(separator: ", ")); readers without it refuse the device")
+    }
+    if segments.count > 1 {
+      info.notes.append("the LUKS2 header has \(segments.count) data segments (a re-encryption in progress or an unusual layout)")
+    }
     if keyslots.isEmpty {
       info.notes.append("the LUKS2 header has no key slots: no passphrase can open it")
     }
     info.notes.append("qemu-img (QEMU 7.2) has no LUKS2 reader; it refuses this file")
     return info
+  }
+}
+
+// MARK: deep check
+
+extension LUKSProbe: DeepCheckable {
+  /// Key slot areas must lie after the header, before the payload and inside the file, without
+  /// overlapping; LUKS2 headers must match their checksums and have an intact second copy.
+  public static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo) -> CheckReport {
+    var report = CheckReport()
+    var checkErrors = 0
+    do {
+      let version = try ctx.headReader(format).u16BE(at: 6, "version")
+      if version == 1 {
+        let h = try LUKSHeader.decode(try ctx.reader(at: 0, count: LUKSHeader.size, format, "header"), format: format)
+        report.findings += checkKeySlots(h, fileSize: ctx.size)
+      } else if version == 2 {
+        let h = try LUKS2Header.decode(ctx)
+        report.findings += try h.deepCheck(ctx)
+      }
+    } catch {
+      if error.kind == .needsSeekable { checkErrors += 1 }
+      report.findings.append(Finding(corrupt: error))
+    }
+    report.counts.set("check-errors", checkErrors)
+    report.counts.set("corruptions", report.findings.filter { $0.severity == .corrupt }.count)
+    return report
+  }
+
+  /// LUKS1 key material: `key_bytes * stripes` bytes from `key_material_offset` sectors (spec 2.4).
+  static func checkKeySlots(_ h: LUKSHeader, fileSize: UInt64) -> [Finding] {
+    var out: [Finding] = []
+    var areas: [(Int, UInt64, UInt64)] = []
+    for (i, s) in h.slots.enumerated() where s.active == LUKSHeader.slotEnabled {
+      let start = UInt64(s.keyMaterialOffset) * 512
+      let length = Checked.ceilDiv(UInt64(h.keyBytes) * UInt64(s.stripes), 512) * 512
+      let at = UInt64(208 + i * 48 + 40)
+      if start < UInt64(LUKSHeader.size) {
+        out.append(Finding("luks.key-slot", .corrupt, field: "key slot \(i) key_material_offset", offset: at,
+                           "key slot \(i) material at \(hex(start)) overlaps the header"))
+      }
+      if h.payloadOffset != 0, start + length > h.payloadOffsetBytes {
+        out.append(Finding("luks.key-slot", .corrupt, field: "key slot \(i) key_material_offset", offset: at,
+                           "key slot \(i) material (\(hex(start)), \(length) bytes) runs into the payload at \(hex(h.payloadOffsetBytes))"))
+      }
+      if start + length > fileSize {
+        out.append(Finding("luks.truncated", .corrupt, field: "key slot \(i) key_material_offset", offset: at,
+                           "key slot \(i) material (\(hex(start)), \(length) bytes) ends beyond the end of the file"))
+      }
+      for (j, s2, l2) in areas where start < s2 + l2 && s2 < start + length {
+        out.append(Finding("luks.key-slot", .corrupt, field: "key slot \(i) key_material_offset", offset: at,
+                           "key slots \(j) and \(i) share key material"))
+      }
+      areas.append((i, start, length))
+    }
+    return out
+  }
+}
+
+extension LUKS2Header {
+  /// The checksum covers the whole `hdr_size` bytes with the csum field zeroed (LUKS2 spec 2.1).
+  static func checksum(_ area: [UInt8], algorithm: String) -> (stored: String, computed: String)? {
+    guard algorithm == "sha256" || algorithm == "sha512" || algorithm == "sha1" else { return nil }
+    let alg: Digest.Algorithm = algorithm == "sha256" ? .sha256 : algorithm == "sha512" ? .sha512 : .sha1
+    let length = alg == .sha256 ? 32 : alg == .sha512 ? 64 : 20
+    var copy = area
+    let stored = Array(copy[448..<(448 + length)])
+    for i in 448..<512 { copy[i] = 0 }
+    let d = Digest(alg)
+    d.update(copy)
+    let digits = Array("0123456789abcdef".utf8)
+    var hexStored = [UInt8]()
+    for b in stored { hexStored.append(digits[Int(b >> 4)]); hexStored.append(digits[Int(b & 15)]) }
+    return (String(decoding: hexStored, as: UTF8.self), d.finalHex())
+  }
+
+  func deepCheck(_ ctx: ProbeContext) throws(ImageError) -> [Finding] {
+    let f = LUKS2Header.format
+    var out: [Finding] = []
+    let primary = try ctx.source.readExactly(at: 0, count: Int(hdrSize), format: f, field: "LUKS2 header")
+    if let c = LUKS2Header.checksum(primary, algorithm: checksumAlg), c.stored != c.computed {
+      out.append(Finding("luks.header-checksum", .corrupt, field: "csum", offset: 448,
+                         "the primary LUKS2 header checksum is \(c.stored.prefix(16))..., computed \(c.computed.prefix(16))..."))
+    } else if LUKS2Header.checksum(primary, algorithm: checksumAlg) == nil {
+      out.append(Finding("luks.header-checksum", .warning, field: "checksum_alg", offset: 72,
+                         "checksum algorithm '\(checksumAlg)' is not verified"))
+    }
+    // The second copy follows at hdr_size, with magic "SKUL\xba\xbe".
+    let second = try ctx.source.readExactly(at: hdrSize, count: Int(hdrSize), format: f, field: "LUKS2 second header")
+    let r = ByteReader(second, base: hdrSize, format: f)
+    let version2 = try r.u16BE(at: 6, "version")
+    let size2 = try r.u64BE(at: 8, "hdr_size")
+    let offset2 = try r.u64BE(at: 256, "hdr_offset")
+    if !r.matches([0x53, 0x4b, 0x55, 0x4c, 0xba, 0xbe], at: 0) || version2 != 2 || size2 != hdrSize || offset2 != hdrSize {
+      out.append(Finding("luks.header", .corrupt, field: "second header", offset: hdrSize,
+                         "the second LUKS2 header copy at \(hex(hdrSize)) is missing or inconsistent"))
+    } else if let c = LUKS2Header.checksum(second, algorithm: checksumAlg), c.stored != c.computed {
+      out.append(Finding("luks.header-checksum", .corrupt, field: "csum", offset: hdrSize + 448,
+                         "the second LUKS2 header checksum does not match"))
+    }
+    // Key slot areas lie after both headers and before the data segment.
+    let segmentOffset = LUKS2Header.members(json["segments"]).compactMap { LUKS2Header.number($0.1["offset"]) }.min()
+    for (id, slot) in LUKS2Header.members(json["keyslots"]) {
+      guard let offset = LUKS2Header.number(slot["area"]?["offset"]), let size = LUKS2Header.number(slot["area"]?["size"]) else {
+        out.append(Finding("luks.key-slot", .corrupt, field: "keyslots", offset: 4096, "key slot \(id) has no area offset and size"))
+        continue
+      }
+      let (end, overflow) = offset.addingReportingOverflow(size)
+      if overflow || offset < 2 * hdrSize || end > ctx.size || (segmentOffset.map { end > $0 && $0 != 0 } ?? false) {
+        out.append(Finding("luks.key-slot", .corrupt, field: "keyslots", offset: 4096,
+                           "key slot \(id) area (\(hex(offset)), \(size) bytes) is outside the key slot area between the headers and the data"))
+      }
+    }
+    return out
   }
 }

@@ -255,7 +255,7 @@ struct QCOW2Header: Sendable {
       throw ImageError(.limitExceeded, format: f, field: "nb_snapshots", offset: 60,
                        "is \(nbSnapshots); at most \(QCOW2Limits.maxSnapshots)", finding: "qcow2.snapshot-table")
     }
-    if nbSnapshots > 0, snapshotsOffset & (clusterSize - 1) != 0 {
+    if nbSnapshots > 0, snapshotsOffset & (clusterSize - 1) != 0 || snapshotsOffset > UInt64(Int64.max) {
       throw ImageError(.invalidField, format: f, field: "snapshots_offset", offset: 64,
                        "is \(hex(snapshotsOffset)), not aligned to the \(clusterSize)-byte cluster", finding: "qcow2.snapshot-table")
     }
@@ -381,6 +381,7 @@ struct QCOW2Image: Sendable {
   var backingFile: String?
   var backingFormat: String?
   var dataFile: String?
+  var dataFileOffset: UInt64?
   /// Full disk encryption header (offset, length) from extension 0x0537be77.
   var cryptoHeader: (offset: UInt64, length: UInt64)?
   /// Bitmaps extension: count, directory size and offset.
@@ -389,7 +390,10 @@ struct QCOW2Image: Sendable {
   var featureNames: [(type: UInt8, bit: UInt8, name: String)] = []
   var unknownExtensions: [(type: UInt32, length: UInt32, offset: UInt64)] = []
   var snapshots: [QCOW2Snapshot] = []
+  /// Snapshot table size with every entry padded to 8 bytes (QEMU's snapshots_size).
   var snapshotTableBytes: UInt64 = 0
+  /// Bytes the table occupies in the file: QEMU does not write the last entry's padding.
+  var snapshotTableUsed: UInt64 = 0
   var bitmaps: [QCOW2Bitmap] = []
   var luks: LUKSHeader?
   /// Problems found while decoding that do not stop `info` (tables beyond the end, ...).
@@ -406,7 +410,8 @@ struct QCOW2Image: Sendable {
     try header.validate()
     var image = QCOW2Image(header: header)
     try image.readExtensions(ctx)
-    if header.backingFileOffset != 0 {
+    // An empty name (size 0) means no backing file, as in QEMU.
+    if header.backingFileOffset != 0, header.backingFileSize > 0 {
       let r = try ctx.reader(at: header.backingFileOffset, count: Int(header.backingFileSize), format, "backing file name")
       image.backingFile = Text.utf8(r.bytes)
     }
@@ -473,6 +478,7 @@ struct QCOW2Image: Sendable {
                            "is \(length) bytes; at most 1023")
         }
         dataFile = Text.utf8(data)
+        dataFileOffset = dataStart
       default:
         unknownExtensions.append((type, length, offset))
       }
@@ -529,6 +535,7 @@ struct QCOW2Image: Sendable {
         snap.name = Text.utf8(try rest.bytes(at: Int(extraSize) + Int(idSize), Int(nameSize), "snapshot name"))
         snapshots.append(snap)
         let entry = (40 + UInt64(varSize) + 7) & ~7
+        snapshotTableUsed = snapshotTableBytes + 40 + UInt64(varSize)
         offset += entry
         snapshotTableBytes += entry
         guard snapshotTableBytes <= QCOW2Limits.maxSnapshotTableBytes else {
@@ -591,11 +598,15 @@ struct QCOW2Image: Sendable {
                              tableSize: try r.u32BE(at: 8, "bitmap_table_size"), flags: try r.u32BE(at: 12, "bitmap flags"),
                              type: try r.u8(at: 16, "bitmap type"), granularityBits: try r.u8(at: 17, "granularity_bits"),
                              name: Text.utf8(name.bytes))
+        // A bitmap covers the virtual disk: ceil(size / granularity) bits in clusters of bits.
+        let expectedTable = QCOW2Limits.bitmapGranularityBits.contains(bm.granularityBits)
+          ? Checked.ceilDiv(Checked.ceilDiv(header.size, UInt64(1) << UInt64(bm.granularityBits)), header.clusterSize * 8) : 0
         if !QCOW2Limits.bitmapGranularityBits.contains(bm.granularityBits) || bm.type != 1
           || bm.tableSize > QCOW2Limits.maxBitmapTableEntries || bm.tableOffset & (header.clusterSize - 1) != 0
+          || UInt64(bm.tableSize) != expectedTable
         {
           findings.append(Finding("qcow2.bitmaps", .corrupt, field: "bitmap \(i)", offset: offset,
-                                  "bitmap '\(bm.name)' has type \(bm.type), granularity bits \(bm.granularityBits), table of \(bm.tableSize) entries at \(hex(bm.tableOffset)): outside the spec"))
+                                  "bitmap '\(bm.name)' has type \(bm.type), granularity bits \(bm.granularityBits), table of \(bm.tableSize) entries (the disk needs \(expectedTable)) at \(hex(bm.tableOffset)): outside the spec"))
         }
         bitmaps.append(bm)
         offset += entry
@@ -628,7 +639,7 @@ struct QCOW2Image: Sendable {
     var list: [Finding?] = [
       check("L1 table", "l1_table_offset", 40, header.l1TableOffset, UInt64(header.l1Size) * 8),
       check("refcount table", "refcount_table_offset", 48, header.refcountTableOffset, header.refcountTableBytes),
-      check("snapshot table", "snapshots_offset", 64, header.snapshotsOffset, snapshotTableBytes),
+      check("snapshot table", "snapshots_offset", 64, header.snapshotsOffset, snapshotTableUsed),
     ]
     if let c = cryptoHeader { list.append(check("LUKS header", "crypto header offset", 0, c.offset, c.length)) }
     if let b = bitmapsExtension, header.autoclearFeatures & QCOW2Feature.autoclearBitmaps != 0 {
@@ -713,9 +724,13 @@ struct QCOW2Image: Sendable {
                                    "the image reads unallocated clusters from backing file '\(backingFile)'" + (backingFormat.map { " (format \($0))" } ?? "") + ", outside the image",
                                    fix: "qemu-img convert -O qcow2 to a standalone image, or qemu-img rebase -b ''"))
     }
+    // Every name the image holds is listed, even one QEMU would not use.
+    if let dataFile { info.externalReferences.append(ExternalReference(kind: "data-file", name: dataFile, offset: dataFileOffset)) }
+    if dataFile != nil, !h.hasDataFile {
+      info.notes.append("an external data file name is present but the external data file feature bit is clear; QEMU does not use it")
+    }
     if h.hasDataFile {
       let name = dataFile ?? ""
-      if let dataFile { info.externalReferences.append(ExternalReference(kind: "data-file", name: dataFile)) }
       info.findings.append(Finding("qcow2.data-file", .unsafe, field: "incompatible_features", offset: 72,
                                    name.isEmpty ? "guest data lives in an external data file the image does not name; it is not in this file"
                                                 : "guest data lives in external data file '\(name)', outside the image",

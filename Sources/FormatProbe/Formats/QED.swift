@@ -148,3 +148,181 @@ struct QEDHeader: Sendable {
     }
   }
 }
+
+// MARK: deep check
+
+enum QEDCheckLimits {
+  /// Host clusters tracked in the used-cluster bitmap (1 bit each): 2^28 clusters is 32 MiB and
+  /// covers a 1 TiB file at QED's smallest (4 KiB) clusters.
+  static let maxClusters: UInt64 = 1 << 28
+  /// L2 entries scanned in all (QED L2 tables are never shared, so this only stops crafted L1s).
+  static let maxEntriesScanned: UInt64 = 1 << 28
+  /// Individual findings kept per id; the rest are summed up in one more finding.
+  static let findingsPerId = 8
+}
+
+extension QEDProbe: DeepCheckable {
+  /// QEMU's QED check (block/qed-check.c): every L1 entry names an L2 table inside the file,
+  /// every L2 entry a data cluster inside the file, no cluster is used twice, and clusters
+  /// nothing references are leaks. Counts use qemu-img check's keys.
+  public static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo) -> CheckReport {
+    var report = CheckReport()
+    let h: QEDHeader
+    do {
+      h = try QEDHeader.decode(ctx.headReader(format))
+      try h.validate(fileSize: ctx.size)
+    } catch {
+      report.findings.append(Finding(corrupt: error))
+      report.counts.set("check-errors", 1)
+      return report
+    }
+    var c = QEDChecker(ctx: ctx, h: h)
+    c.run()
+    report.findings = c.findings
+    for (id, n) in c.perId.sorted(by: { $0.key < $1.key }) where n > QEDCheckLimits.findingsPerId {
+      report.findings.append(Finding(id, .corrupt, "\(n - QEDCheckLimits.findingsPerId) more \(id) problems not listed (\(n) in all)"))
+    }
+    report.counts.set("total-clusters", Checked.ceilDiv(h.imageSize, UInt64(h.clusterSize)))
+    report.counts.set("check-errors", c.checkErrors)
+    if c.tracked { report.counts.set("leaks", c.leaks) }
+    report.counts.set("corruptions", c.corruptions)
+    report.counts.set("allocated-clusters", c.allocated)
+    report.counts.set("fragmented-clusters", c.fragmented)
+    return report
+  }
+}
+
+struct QEDChecker {
+  let ctx: ProbeContext
+  let h: QEDHeader
+  let clusterSize: UInt64
+  let headerBytes: UInt64
+  let tableBytes: UInt64
+  let fileClusters: UInt64
+  /// One bit per host cluster: used by the header, a table or data.
+  var used: [UInt64] = []
+  var tracked: Bool { !used.isEmpty }
+  var corruptions = 0
+  var leaks = 0
+  var checkErrors = 0
+  var allocated = 0
+  var fragmented = 0
+  var scanned: UInt64 = 0
+  var findings: [Finding] = []
+  var perId: [String: Int] = [:]
+
+  init(ctx: ProbeContext, h: QEDHeader) {
+    self.ctx = ctx
+    self.h = h
+    clusterSize = UInt64(h.clusterSize)
+    headerBytes = UInt64(h.headerSize) * clusterSize
+    tableBytes = UInt64(h.tableSize) * clusterSize
+    fileClusters = Checked.ceilDiv(ctx.size, clusterSize)
+    if fileClusters <= QEDCheckLimits.maxClusters {
+      used = [UInt64](repeating: 0, count: Int(Checked.ceilDiv(fileClusters, 64)))
+    }
+  }
+
+  mutating func corrupt(_ id: String, offset: UInt64?, _ message: String) {
+    corruptions += 1
+    let n = perId[id, default: 0]
+    perId[id] = n + 1
+    if n < QEDCheckLimits.findingsPerId { findings.append(Finding(id, .corrupt, offset: offset, message)) }
+  }
+
+  /// A cluster offset QEMU accepts: aligned, after the header, before the end of the file.
+  func valid(_ offset: UInt64) -> Bool {
+    offset & (clusterSize - 1) == 0 && offset >= headerBytes && offset < ctx.size
+  }
+
+  /// Marks `n` clusters from `offset` used; a cluster used twice is a corruption (QEMU counts each).
+  mutating func markUsed(_ offset: UInt64, clusters n: UInt64, _ what: String) -> Bool {
+    guard tracked else { return true }
+    var ok = true
+    var k = offset / clusterSize
+    for _ in 0..<n where k < fileClusters {
+      let word = Int(k / 64), bit = UInt64(1) << (k % 64)
+      if used[word] & bit != 0 {
+        corrupt("qed.cluster-reused", offset: k * clusterSize, "cluster \(k) is used twice (again by \(what))")
+        ok = false
+      }
+      used[word] |= bit
+      k += 1
+    }
+    return ok
+  }
+
+  mutating func readTable(_ offset: UInt64, _ what: String) -> [UInt8]? {
+    do {
+      return try ctx.source.readExactly(at: offset, count: Int(tableBytes), format: "qed", field: what)
+    } catch {
+      if error.kind == .truncated {
+        corrupt("qed.truncated", offset: offset, "\(what) at \(hex(offset)) is cut off by the end of the file")
+      } else {
+        checkErrors += 1
+        let n = perId["qed.check-error", default: 0]
+        perId["qed.check-error"] = n + 1
+        if n == 0 { findings.append(Finding("qed.check-error", .warning, offset: offset, "reading \(what) failed: \(error.description)")) }
+      }
+      return nil
+    }
+  }
+
+  mutating func run() {
+    if !tracked {
+      findings.append(Finding("qed.check-limit", .warning,
+                              "the file has more than \(QEDCheckLimits.maxClusters) clusters; tables are checked but leaks are not counted"))
+    }
+    _ = markUsed(0, clusters: UInt64(h.headerSize), "the header")
+    guard valid(h.l1TableOffset), h.l1TableOffset + tableBytes <= ctx.size else {
+      corrupt("qed.truncated", offset: 40, "the L1 table at \(hex(h.l1TableOffset)) lies outside the file")
+      return
+    }
+    _ = markUsed(h.l1TableOffset, clusters: UInt64(h.tableSize), "the L1 table")
+    guard let l1 = readTable(h.l1TableOffset, "L1 table") else { return }
+    let entries = Int(tableBytes / 8)
+    for i in 0..<entries {
+      let l2 = l1.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+      guard l2 != 0 else { continue }
+      let entryOffset = h.l1TableOffset + UInt64(i) * 8
+      let (end, overflow) = l2.addingReportingOverflow(tableBytes - clusterSize)
+      guard valid(l2), !overflow, valid(end) else {
+        corrupt("qed.l1-entry", offset: entryOffset, "L1 entry \(i) names an L2 table at \(hex(l2)) outside the file or not cluster aligned")
+        continue
+      }
+      guard markUsed(l2, clusters: UInt64(h.tableSize), "the L2 table of L1 entry \(i)") else { continue }
+      guard scanned + UInt64(entries) <= QEDCheckLimits.maxEntriesScanned else {
+        findings.append(Finding("qed.check-limit", .warning, "the L1 table names more L2 entries than the check scans"))
+        return
+      }
+      scanned += UInt64(entries)
+      guard let table = readTable(l2, "L2 table at \(hex(l2))") else { continue }
+      var last: UInt64 = 0
+      table.withUnsafeBytes { raw in
+        for j in 0..<entries {
+          let data = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j * 8, as: UInt64.self))
+          if data == 0 || data == 1 { continue }  // unallocated, zero cluster
+          allocated += 1
+          if last != 0 && last + clusterSize != data { fragmented += 1 }
+          last = data
+          if !valid(data) {
+            corrupt("qed.l2-entry", offset: l2 + UInt64(j) * 8,
+                    "L2 table at \(hex(l2)) entry \(j) names a data cluster at \(hex(data)) outside the file or not cluster aligned")
+            continue
+          }
+          _ = markUsed(data, clusters: 1, "a data cluster")
+        }
+      }
+    }
+    guard tracked else { return }
+    // The header clusters are marked, so every clear bit below fileClusters is a leak.
+    var usedCount = 0
+    for word in used { usedCount += word.nonzeroBitCount }
+    leaks = Int(fileClusters) - usedCount
+    if leaks > 0 {
+      findings.append(Finding("qed.leaked-clusters", .warning,
+                              "\(leaks) cluster\(leaks == 1 ? " is" : "s are") in the file but referenced by no table: wasted space, no harm to data",
+                              fix: "qemu-img check -r leaks -f qed"))
+    }
+  }
+}

@@ -582,7 +582,9 @@ public enum VHDProbe: DeepCheckable {
       if let h = parsed.header {
         checkFooterCopies(ctx, parsed, add)
         var counts = JSONObject()
-        checkBAT(ctx, parsed, h, add, &counts, &checkErrors)
+        var always: [Finding] = []
+        checkBAT(ctx, parsed, h, add, &counts, &checkErrors) { always.append($0) }
+        report.findings += always
         for (k, v) in counts.pairs { report.counts.set(k, v) }
       }
     case nil:
@@ -617,7 +619,7 @@ public enum VHDProbe: DeepCheckable {
   /// Every allocated block (bitmap + data) must lie inside the file, before the trailing footer,
   /// clear of the metadata, and must not share bytes with another block.
   static func checkBAT(_ ctx: ProbeContext, _ p: Parsed, _ h: DynamicHeader, _ add: (Severity, @autoclosure () -> Finding) -> Void,
-                       _ counts: inout JSONObject, _ checkErrors: inout UInt64)
+                       _ counts: inout JSONObject, _ checkErrors: inout UInt64, listAlways: (Finding) -> Void)
   {
     let size = ctx.size
     let blockSize = UInt64(h.blockSize)
@@ -702,7 +704,8 @@ public enum VHDProbe: DeepCheckable {
       }
     }
     if !trackingComplete {
-      add(.warning, Finding("vhd.check-incomplete", .warning,
+      // Always listed, past the listing cap: it says the check itself was partial.
+      listAlways(Finding("vhd.check-incomplete", .warning,
                   "vhd: more than \(Limits.maxTrackedBlocks) allocated blocks: overlap detection covered the first \(Limits.maxTrackedBlocks)"))
       checkErrors += 1
     }

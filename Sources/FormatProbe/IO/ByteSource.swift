@@ -45,8 +45,14 @@ public final class FileSource: ByteSource, @unchecked Sendable {
   public init(path: String) throws(ImageError) {
     fd = try Syscalls.openReadOnly(path)
     name = path
-    do {
+    do throws(ImageError) {
       let st = try Syscalls.stat(fd: fd, path: path)
+      // Only regular files and block devices have a length to inspect; a directory or a character
+      // device (/dev/zero never ends, /dev/null is empty) is a user error, not an image.
+      guard st.isRegular || st.isBlockDevice else {
+        throw ImageError(.io, format: "io", field: "open",
+                         "\(path) is \(st.isDirectory ? "a directory" : "not a regular file or block device"), not a disk image (read a stream with '-')")
+      }
       size = st.size
       allocatedSize = st.isRegular ? st.allocatedBytes : nil
     } catch {

@@ -104,10 +104,11 @@ gzip -9 -c disk.raw > disk.raw.gz
 xz -c --check=crc64 disk.raw > disk.raw.xz
 zstd -q -c disk.raw > disk.raw.zst
 lz4 -q -c disk.raw > disk.raw.lz4
+bzip2 -c disk.raw > disk.raw.bz2
 gzip -c small.qcow2 > small.qcow2.gz
 xz -c small.qcow2 > small.qcow2.xz
-# GCE style: disk.raw inside tar.gz.
-tar --format=oldgnu $T -czf gce.tar.gz disk.raw
+# GCE style: disk.raw inside tar.gz, written sparse (-S) as Google documents.
+tar --format=oldgnu $T -Sczf gce.tar.gz disk.raw
 # Trailing garbage after a gzip stream.
 { cat disk.raw.gz; printf 'this is not gzip'; } > trailing.gz
 # Two concatenated gzip members (legal).

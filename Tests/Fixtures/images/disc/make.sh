@@ -41,11 +41,24 @@ if [ -f "$isohdpfx" ]; then
     -boot-load-size 4 -boot-info-table -eltorito-alt-boot -e boot/efi.img -no-emul-boot -isohybrid-gpt-basdat \
     -o isohybrid.iso "$work/tree"
 fi
+# Mac-bootable layouts: an Apple partition map (HFS+ hybrid), and MBR + GPT + APM together (the
+# isohdppx.bin MBR starts with the APM's "ER" signature).
+xo "${dates[@]}" -r -J -V APMHFS -hfsplus -apm-block-size 2048 -o apm-hfsplus.iso "$work/tree"
+if [ -f /usr/lib/ISOLINUX/isohdppx.bin ]; then
+  xo "${dates[@]}" -r -J -V MACHYBRID -isohybrid-mbr /usr/lib/ISOLINUX/isohdppx.bin -b boot/boot.bin -c boot/boot.cat \
+    -no-emul-boot -boot-load-size 4 -boot-info-table -eltorito-alt-boot -e boot/efi.img -no-emul-boot \
+    -isohybrid-gpt-basdat -isohybrid-apm-hfsplus -o mac-hybrid.iso "$work/tree"
+fi
 # MBR-only hybrid: a DOS partition table in the system area listing the ISO.
 xo "${dates[@]}" -r -J -V HYBRIDMBR --protective-msdos-label -o hybrid-mbr.iso "$work/tree"
 # Appended EFI system partition after the ISO, as distribution installers do.
 xo "${dates[@]}" -r -J -V APPENDED -append_partition 2 0xef "$work/tree/boot/efi.img" -o appended-esp.iso "$work/tree"
 genisoimage -quiet -udf -r -J -V UDFBRIDGE -o udf-bridge.iso "$work/tree/docs"
+# Polyglot: a qcow2 header (qemu-img's own) in the system area of an ISO. qemu-img's format probe
+# calls it qcow2; imgtool must never call it a safe ISO.
+qemu-img create -q -f qcow2 "$work/header.qcow2" 1M
+cp plain.iso iso-qcow2-polyglot.iso
+dd if="$work/header.qcow2" of=iso-qcow2-polyglot.iso bs=512 count=1 conv=notrunc status=none
 
 # ---- partitioned raw disks ----
 truncate -s 8M mbr-logical.img
@@ -99,3 +112,28 @@ truncate -s 128M btrfs.img; mkfs.btrfs -q -f -L btrfs -U 00000000-0000-0000-0000
 truncate -s 300M xfs.img; mkfs.xfs -q -f -L xfs -m uuid=00000000-0000-0000-0000-0000000000f5 xfs.img >/dev/null
 truncate -s 1M swap.img; mkswap -q -L swap -U 00000000-0000-0000-0000-000000000005 swap.img >/dev/null
 mksquashfs "$work/tree/docs" squashfs.img -quiet -noappend -all-root >/dev/null
+
+# ---- real images with one hostile edit each ----
+# Patches bytes (given as \xNN escapes) into a file at an offset.
+patch() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
+# An ISO cut short of the volume its primary descriptor declares.
+head -c 1000000 rr-joliet.iso > iso-truncated.iso
+# The El Torito validation entry's checksum off by one (catalog sector from the boot record).
+cp eltorito-bios.iso iso-bad-catalog.iso
+catalog=$(od -An -t u4 -j $((17 * 2048 + 71)) -N 4 eltorito-bios.iso | tr -d ' ')
+patch iso-bad-catalog.iso $((catalog * 2048 + 28)) '\x01\x02'
+# The volume space size's big-endian half disagreeing with the little-endian one.
+cp plain.iso iso-endian-mismatch.iso
+patch iso-endian-mismatch.iso $((16 * 2048 + 84)) '\x00\x00\x10\x00'
+# GPT primary header CRC broken (the backup stays intact).
+cp gpt.img gpt-bad-header-crc.img
+patch gpt-bad-header-crc.img $((512 + 16)) '\xff'
+# A byte of partition 1's name changed without updating the entry array CRC.
+cp gpt.img gpt-bad-entries-crc.img
+patch gpt-bad-entries-crc.img $((1024 + 56)) 'X'
+# The first EBR's link pointing back at itself: an endless logical partition chain.
+cp mbr-logical.img mbr-ebr-loop.img
+patch mbr-ebr-loop.img $((8192 * 512 + 462)) '\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00'
+# Two MBR partitions overlapping (partition 2 moved to start inside partition 1).
+cp mbr-logical.img mbr-overlap.img
+patch mbr-overlap.img $((446 + 16 + 8)) '\x00\x0c\x00\x00'

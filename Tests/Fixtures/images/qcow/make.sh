@@ -37,6 +37,20 @@ q snapshot -c first snap.qcow2
 qemu-io -f qcow2 -c 'write -P 0xa5 64k 64k' snap.qcow2 >/dev/null
 q create -f qcow2 bitmap.qcow2 64M
 q bitmap --add -g 64k bitmap.qcow2 b0
+# Several snapshots, one deleted, with copy-on-write data between them (shared L2 tables and
+# data clusters with refcount 2, freed clusters, fragmentation).
+q create -f qcow2 -o compat=0.10 snaps.qcow2 64M
+qemu-io -f qcow2 -c 'write -P 1 0 192k' -c 'write -P 2 32M 64k' snaps.qcow2 >/dev/null
+q snapshot -c a snaps.qcow2
+qemu-io -f qcow2 -c 'write -P 3 64k 64k' snaps.qcow2 >/dev/null
+q snapshot -c b snaps.qcow2
+qemu-io -f qcow2 -c 'write -P 4 0 64k' -c 'write -P 5 48M 64k' snaps.qcow2 >/dev/null
+q snapshot -d a snaps.qcow2
+# Metadata preallocation: every L2 table and refcount block of a 4 GiB disk (sparse file).
+q create -f qcow2 -o preallocation=metadata prealloc.qcow2 4G
+# Data at the narrowest and widest refcount widths.
+qemu-io -f qcow2 -c 'write -P 6 0 128k' -c 'write -P 7 10M 64k' rc1.qcow2 >/dev/null
+qemu-io -f qcow2 -c 'write -P 8 0 128k' rc64.qcow2 >/dev/null
 # Data written with extended L2 subclusters and zstd, then a compressed conversion.
 qemu-io -f qcow2 -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1M 64k' el2.qcow2 >/dev/null
 qemu-io -f qcow2 -c 'write -P 0x33 0 64k' zstd.qcow2 >/dev/null
@@ -62,6 +76,29 @@ set_refcount leak.qcow2 4 1
 # A corruption: the L1 table's cluster has refcount 0 (qemu-img check: 1 corruption).
 cp v3.qcow2 refcount-zero.qcow2
 set_refcount refcount-zero.qcow2 3 0
+# Damaged images whose qemu-img check counts the deep check must reproduce. The base has data in
+# four L2 tables of a 4 GiB disk; each copy has one 64-bit table entry rewritten.
+poke64() {  # FILE OFFSET VALUE (VALUE may have bit 63 set; bash arithmetic is 64-bit two's complement)
+  local hex; hex=$(printf %016x "$3")
+  printf "$(echo "$hex" | sed 's/../\\x&/g')" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+q create -f qcow2 damaged.qcow2 4G
+qemu-io -f qcow2 -c 'write -P 1 0 256k' -c 'write -P 2 40M 64k' -c 'write -P 3 1G 64k' -c 'write -P 3 3G 64k' \
+  damaged.qcow2 >/dev/null
+l1=$((16#$(be64 damaged.qcow2 40)))
+rt=$((16#$(be64 damaged.qcow2 48)))
+l2=$((16#$(be64 damaged.qcow2 "$l1") & 0x00fffffffffffe00))
+copied=$((1 << 63))
+mk_damaged() { cp damaged.qcow2 "$1"; poke64 "$1" "$2" "$3"; }
+mk_damaged damaged-copied.qcow2 "$l2" $((16#$(be64 damaged.qcow2 "$l2") & ~copied))     # COPIED flag cleared
+mk_damaged damaged-overlap.qcow2 $((l2 + 8)) $((l1 | copied))                            # data cluster = L1 table
+mk_damaged damaged-l2-eof.qcow2 $((l2 + 16)) $(((1 << 36) | copied))                     # data far past the end
+mk_damaged damaged-l1-dup.qcow2 $((l1 + 16)) $((16#$(be64 damaged.qcow2 "$l1")))         # one L2 table named twice
+mk_damaged damaged-l1-eof.qcow2 $((l1 + 16)) $(((1 << 40) | copied))                     # L2 table past the end
+mk_damaged damaged-l1-rt.qcow2 $((l1 + 16)) $((rt | copied))                             # L2 table = refcount table
+mk_damaged damaged-compressed.qcow2 $((l2 + 800)) $((copied | (1 << 62) | (5 << 16)))    # compressed with COPIED
+mk_damaged damaged-rt-eof.qcow2 $((rt + 8)) $((1 << 40))                                 # refcount block past the end
+mk_damaged damaged-l2-reserved.qcow2 $((l2 + 8)) $((16#$(be64 damaged.qcow2 $((l2 + 8))) | (1 << 57)))
 # A truncated image: the snapshot's tables and data are cut off.
 cp snap.qcow2 truncated.qcow2
 truncate -s 300000 truncated.qcow2
@@ -70,13 +107,19 @@ q create -f qcow legacy.qcow 64M
 q create -f qcow -b base.raw -F raw legacy-backing.qcow
 q create -f qed v.qed 64M
 q create -f qed -b base.raw -F raw backing.qed
+q create -f qed data.qed 64M
+qemu-io -f qed -c 'write -P 1 0 128k' -c 'write -P 2 40M 64k' data.qed >/dev/null
+# A QED leak: one cluster appended that no table references (qemu-img check: 1 leak).
+cp v.qed leak.qed
+truncate -s +64k leak.qed
 # LUKS: qemu's luks driver (LUKS1) and cryptsetup LUKS1/LUKS2 on small files.
 q_retry create -f luks --object secret,id=sec0,data=fixture-secret -o key-secret=sec0,iter-time=10 qemu.luks 16M
 printf 'fixture-secret' > key.txt
-truncate -s 20M luks1.img luks2.img luks2-argon.img
+truncate -s 8M luks1.img luks2.img luks2-argon.img
 # Fixed iteration counts skip cryptsetup's benchmark, so each format takes milliseconds.
 cryptsetup luksFormat --batch-mode --type luks1 --pbkdf-force-iterations 1000 --key-file key.txt luks1.img
 cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+  --luks2-metadata-size 64k --luks2-keyslots-size 4m \
   --key-file key.txt luks2.img
 cryptsetup luksFormat --batch-mode --type luks2 --pbkdf argon2id --pbkdf-memory 32 --pbkdf-parallel 1 \
   --pbkdf-force-iterations 4 --luks2-metadata-size 16k --luks2-keyslots-size 1m --key-file key.txt luks2-argon.img >/dev/null \
