@@ -56,7 +56,11 @@ public struct Finding: Sendable, Equatable {
 
   /// A finding made from a parse error: the image is corrupt at that field.
   public init(corrupt error: ImageError, id: String? = nil) {
-    self.init(id ?? error.finding ?? "\(error.format).malformed", error.kind == .needsSeekable ? .warning : .corrupt,
+    // A read a stream could not serve says nothing about the image: it is never a format's
+    // corruption finding, and `imgtool check` answers "needs a seekable file" for it.
+    let seekable = error.kind == .needsSeekable
+    let named = id ?? error.finding ?? "\(error.format).malformed"
+    self.init(seekable && !named.hasSuffix(".needs-seekable") ? "input.needs-seekable" : named, seekable ? .warning : .corrupt,
               field: error.field, offset: error.offset, error.description)
   }
 

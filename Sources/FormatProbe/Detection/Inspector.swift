@@ -86,6 +86,14 @@ public enum Inspector {
       }
     }
     attach(content, to: &chosen)
+    // Another image format's magic matched but its header failed to decode: a reader that probes
+    // that format first (qemu-img without -f takes a VMDK descriptor over a fixed VHD footer)
+    // acts on those bytes, not on the chosen format's. The file is two things at once.
+    for f in r.failures where f.error.kind != .needsSeekable && f.probe != chosen.probe {
+      guard let p = Registry.probe(id: f.probe), p.role != .content else { continue }
+      chosen.findings.append(Finding("image.ambiguous", .unsafe, field: f.error.field, offset: f.error.offset,
+                                     "the file is also a malformed \(f.probe) (\(f.error.description)); a reader that detects \(f.probe) first would act on those bytes instead of the \(chosen.probe)"))
+    }
     for f in r.failures where f.error.kind == .needsSeekable {
       chosen.findings.append(Finding(corrupt: f.error, id: "\(f.probe).needs-seekable"))
     }

@@ -331,8 +331,17 @@ public enum VHDProbe: DeepCheckable {
     } else {
       return nil
     }
+    // A cookie at 0 in front of a fixed disk's tail footer is what qemu reads first (it checks
+    // offset 0 before the end): unless it is the same footer, two readers see two disks.
+    let shadow = footer.diskType == .fixed && footer.offset != 0 ? headCopy : nil
     if footer.diskType == .fixed { headCopy = nil }
-    return try describe(ctx, footer: footer, headCopy: headCopy, tailCopy: tailCopy)
+    var parsed = try describe(ctx, footer: footer, headCopy: headCopy, tailCopy: tailCopy)
+    if let h = shadow, h.raw != footer.raw {
+      let valid = h.checksum == h.computedChecksum
+      parsed.info.findings.append(Finding("vhd.footer-mismatch", valid ? .unsafe : .corrupt, field: "hard disk footer", offset: 0,
+                                          "vhd: the fixed disk's data starts with a footer cookie \(valid ? "describing another disk" : "whose checksum is wrong") that differs from the footer at \(hex(footer.offset)): qemu reads the copy at offset 0 first and \(valid ? "acts on it" : "refuses the image")"))
+    }
+    return parsed
   }
 
   static func describe(_ ctx: ProbeContext, footer: Footer, headCopy: Footer?, tailCopy: Footer?) throws(ImageError)

@@ -103,6 +103,8 @@ public enum VHDXProbe: DeepCheckable {
     var version: UInt16 = 0
     var logLength: UInt32 = 0
     var logOffset: UInt64 = 0
+    /// The 4 KiB as read (two valid copies with one sequence number must be identical).
+    var raw: [UInt8] = []
     /// Why the copy is unusable, or nil when it is valid.
     var problem: String?
     var problemOffset: UInt64
@@ -118,6 +120,7 @@ public enum VHDXProbe: DeepCheckable {
         try r.skip(4, "signature")
         h.checksum = try r.u32LE("header checksum")
         h.computed = CRC32C.checksum(r.bytes[...], zeroingFieldAt: 4)
+        h.raw = Array(r.bytes)
         h.sequence = try r.u64LE("sequence number")
         h.fileWriteGUID = try r.guidMixedEndian("file write guid")
         h.dataWriteGUID = try r.guidMixedEndian("data write guid")
@@ -260,6 +263,13 @@ public enum VHDXProbe: DeepCheckable {
                        "both copies are invalid: header 1 \(headers[0].problem ?? ""); header 2 \(headers[1].problem ?? "")",
                        finding: "vhdx.header-checksum")
     }
+    // Two valid copies with one sequence number name no current header unless they are the same
+    // bytes (Disk2VHD writes such twins); qemu refuses the image, other readers pick either.
+    if valid.count == 2, valid[0].sequence == valid[1].sequence, valid[0].raw != valid[1].raw {
+      throw ImageError(.invalidField, format: format, field: "sequence number", offset: valid[1].offset + 8,
+                       "is \(valid[1].sequence) in both valid headers, which differ: neither is current",
+                       finding: "vhdx.header-conflict")
+    }
     for h in headers where h.problem != nil {
       info.findings.append(Finding("vhdx.header-checksum", .corrupt, field: "header \(h.index + 1)", offset: h.problemOffset,
                                    "vhdx: header \(h.index + 1) \(h.problem ?? ""); the other copy is used"))
@@ -372,11 +382,15 @@ public enum VHDXProbe: DeepCheckable {
 
     // Log (MS-VHDX 2.3): a non-zero log guid with a valid entry means changes not yet replayed.
     if !current.logGUIDIsZero {
-      let found = logOK ? try scanLog(ctx, current) : nil
-      if let found {
+      let scan = logOK ? try scanLog(ctx, current) : .none
+      if case let .entry(found) = scan {
         info.findings.append(Finding("vhdx.log-not-replayed", .unsafe, field: "log guid", offset: current.offset + 48,
                                      "vhdx: the log holds an entry at \(hex(found)) that was not replayed: the image's metadata is not what the log says, and qemu replays (writes) it when the image is opened read-write",
                                      fix: "open the image once read-write in Hyper-V or qemu to replay the log, then check again"))
+      } else if case let .incomplete(why) = scan {
+        // qemu searches the whole log; an entry past the scan's bounds would still be replayed.
+        info.findings.append(Finding("vhdx.log-not-replayed", .unsafe, field: "log guid", offset: current.offset + 48,
+                                     "vhdx: the header's log guid is set and the log could not be searched to its end (\(why)): an entry there would be replayed by qemu"))
       } else {
         info.findings.append(Finding("vhdx.log-not-replayed", .warning, field: "log guid", offset: current.offset + 48,
                                      "vhdx: the header's log guid is set but no valid log entry was found: the log is treated as empty"))
@@ -581,10 +595,17 @@ public enum VHDXProbe: DeepCheckable {
     }
   }
 
+  /// What a log scan found: a valid entry, none in the whole log, or no answer within the bounds.
+  enum LogScan {
+    case entry(UInt64)
+    case none
+    case incomplete(String)
+  }
+
   /// Scans the log for an entry ("loge") carrying the header's log guid with a valid CRC-32C.
-  /// Returns its offset, or nil. Bounded by `Limits.maxLogScan` and `maxLogCandidates`.
+  /// Bounded by `Limits.maxLogScan` and `maxLogCandidates`; reaching a bound is `.incomplete`.
   /// A stream that no longer holds the log throws `.needsSeekable` rather than guessing.
-  static func scanLog(_ ctx: ProbeContext, _ h: Header) throws(ImageError) -> UInt64? {
+  static func scanLog(_ ctx: ProbeContext, _ h: Header) throws(ImageError) -> LogScan {
     let length = min(UInt64(h.logLength), Limits.maxLogScan)
     var pos: UInt64 = 0
     var candidates = 0
@@ -592,12 +613,14 @@ public enum VHDXProbe: DeepCheckable {
     while pos < length {
       let n = min(UInt64(Limits.batChunkBytes), length - pos)
       let chunk = try ctx.read(at: h.logOffset + pos, count: Int(n))
-      guard chunk.count == Int(n) else { return nil }
+      guard chunk.count == Int(n) else { return .incomplete("the log is cut short at \(hex(h.logOffset + pos))") }
       var k = 0
       while k + 64 <= chunk.count {
         if chunk[k] == 0x6c, chunk[k + 1] == 0x6f, chunk[k + 2] == 0x67, chunk[k + 3] == 0x65 {
           candidates += 1
-          if candidates > Limits.maxLogCandidates { return nil }
+          if candidates > Limits.maxLogCandidates {
+            return .incomplete("more than \(Limits.maxLogCandidates) candidate entries")
+          }
           let at = h.logOffset + pos + UInt64(k)
           let r = ByteReader(Array(chunk[k..<(k + 64)]), base: at, format: format)
           if let entryLength = try? r.u32LE(at: 8, "log entry length"), let checksum = try? r.u32LE(at: 4, "log entry checksum"),
@@ -606,14 +629,15 @@ public enum VHDXProbe: DeepCheckable {
              case let entry = try ctx.read(at: at, count: Int(entryLength)), entry.count == Int(entryLength),
              CRC32C.checksum(entry[...], zeroingFieldAt: 4) == checksum
           {
-            return at
+            return .entry(at)
           }
         }
         k += Int(step)
       }
       pos += n
     }
-    return nil
+    if UInt64(h.logLength) > Limits.maxLogScan { return .incomplete("it is longer than \(Limits.maxLogScan) bytes") }
+    return .none
   }
 
   // MARK: deep check

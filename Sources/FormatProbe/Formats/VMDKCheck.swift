@@ -409,9 +409,10 @@ extension VMDKProbe: DeepCheckable {
         sectors = Checked.ceilDiv(12 + UInt64(size), 512)
         if inFile(start, sectors) { inflateGrain(at: start, size: size, guestGrain: guestGrain) }
       }
-      guard inFile(start, sectors) else {
+      // An uncompressed grain must be whole: a file cut inside its last sector reads as zeros.
+      guard inFile(start, sectors), l.markers || (start + sectors) * 512 <= ctx.size else {
         add("vmdk.grain-out-of-range", .corrupt, field: "grain table", offset: entryOffset,
-            "guest grain \(guestGrain) at sectors \(start)-\(start + sectors - 1) ends beyond the end of the file (\(fileSectors) sectors)")
+            "guest grain \(guestGrain) at sectors \(start)-\(start + sectors - 1) ends beyond the end of the file (\(ctx.size) bytes)")
         return
       }
       if let what = metadata(overlapping: start, start + sectors) {
