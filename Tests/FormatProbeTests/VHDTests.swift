@@ -158,8 +158,19 @@ final class VHDTests: XCTestCase {
     f.dataOffset = .max
     f.currentSize = UInt64(size)
     f.originalSize = UInt64(size)
+    // A geometry that covers the size (as the spec's CHS calculation gives for small disks).
+    f.heads = 4
+    f.sectorsPerTrack = 17
+    f.cylinders = UInt16(min(65535, (size / 512 + 67) / 68))
     configure(&f)
     return [UInt8](repeating: 0, count: size) + f.bytes
+  }
+
+  func testSizeDisagreementBetweenReaders() throws {
+    // Geometry for 8 MiB, current size 64 KiB: qemu (geometry) and Hyper-V (current size) differ.
+    let info = try XCTUnwrap(probe(fixed(64 << 10) { $0.cylinders = 240 }))
+    XCTAssertEqual(info.findings.map(\.id), ["vhd.size-disagreement"])
+    XCTAssertEqual(info.findings.first?.severity, .warning)
   }
 
   // MARK: CRC-32C (shared with VHDX and other formats)

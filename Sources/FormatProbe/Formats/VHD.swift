@@ -372,6 +372,16 @@ public enum VHDProbe: DeepCheckable {
     let (size, sizeNote) = virtualSize(footer, type: type)
     info.virtualSize = size
     if let sizeNote { info.notes.append(sizeNote) }
+    // Geometry rounds a size down by less than one cylinder (heads x sectors x 512 bytes); a wider
+    // gap means readers that trust current size (Hyper-V, image-service inspectors) and readers that
+    // trust the geometry (qemu for most creators) see disks of different sizes.
+    let chsBytes = footer.chsSectors * 512
+    let cylinder = UInt64(footer.heads) * UInt64(footer.sectorsPerTrack) * 512
+    let gap = chsBytes > footer.currentSize ? chsBytes - footer.currentSize : footer.currentSize - chsBytes
+    if footer.chsSectors != Limits.maxGeometrySectors, gap > max(cylinder, 512) {
+      info.findings.append(Finding("vhd.size-disagreement", .warning, field: "current size", offset: footer.offset + 48,
+                                   "vhd: current size \(footer.currentSize) and geometry \(footer.cylinders)/\(footer.heads)/\(footer.sectorsPerTrack) (\(chsBytes) bytes) differ by more than one cylinder: readers will disagree on the disk's size"))
+    }
     if size / 512 > Limits.qemuMaxSectors {
       info.notes.append("qemu-img refuses VHD images larger than \(Limits.qemuMaxSectors) sectors (about 2040 GiB)")
     }
