@@ -66,18 +66,7 @@ public final class FileSource: ByteSource, @unchecked Sendable {
   public func read(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
     guard count > 0, offset < size else { return [] }
     let n = Int(min(UInt64(min(count, maxRead)), size - offset))
-    var failure: ImageError?
-    let out = [UInt8](unsafeUninitializedCapacity: n) { buf, initialized in
-      guard let base = buf.baseAddress else { return }
-      do throws(ImageError) {
-        initialized = try Syscalls.pread(fd: fd, into: base, count: n, at: offset, path: name)
-      } catch {
-        failure = error
-        initialized = 0
-      }
-    }
-    if let failure { throw failure }
-    return out
+    return try Syscalls.pread(fd: fd, count: n, at: offset, path: name)
   }
 }
 

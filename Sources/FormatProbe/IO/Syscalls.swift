@@ -110,4 +110,53 @@ public enum Syscalls {
     guard let p = getenv(name) else { return nil }
     return String(cString: p)
   }
+
+  /// `count` bytes (fewer at end of file) at `offset`, in a new array.
+  public static func pread(fd: Int32, count: Int, at offset: UInt64, path: String) throws(ImageError) -> [UInt8] {
+    var failure: ImageError?
+    let out = [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+      guard let base = buf.baseAddress else { return }
+      do throws(ImageError) {
+        initialized = try pread(fd: fd, into: base, count: count, at: offset, path: path)
+      } catch {
+        failure = error
+        initialized = 0
+      }
+    }
+    if let failure { throw failure }
+    return out
+  }
+
+  /// `pwrite` of all of `bytes` at `offset`, looping over short writes.
+  public static func pwriteAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws(ImageError) {
+    guard var p = bytes.baseAddress else { return }
+    var left = bytes.count
+    var at = offset
+    while left > 0 {
+      let n = Glibc.pwrite(fd, p, left, off_t(Int64(bitPattern: at)))
+      if n > 0 { p += n; left -= n; at += UInt64(n); continue }
+      if n < 0 && Glibc.errno == EINTR { continue }
+      throw ImageError.io(path, "write", errno: n < 0 ? Glibc.errno : ENOSPC)
+    }
+  }
+
+  public static func truncate(fd: Int32, to size: UInt64, path: String) throws(ImageError) {
+    guard ftruncate(fd, off_t(Int64(bitPattern: size))) == 0 else { throw ImageError.io(path, "truncate", errno: Glibc.errno) }
+  }
+
+  /// O_TMPFILE is a macro Swift does not import: __O_TMPFILE | O_DIRECTORY (asm-generic fcntl.h).
+  static let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
+
+  /// A read-write file with no name in `directory` (O_TMPFILE; elsewhere mkstemp, then unlink at
+  /// once), so nothing is left behind and nothing else can open it.
+  public static func createUnlinkedFile(inDirectory dir: String) throws(ImageError) -> Int32 {
+    var f = open(dir, oTmpfile | O_RDWR | O_CLOEXEC, 0o600)
+    if f < 0 {
+      var template = Array((dir + "/imgtool-XXXXXX").utf8CString)
+      f = template.withUnsafeMutableBufferPointer { p in p.baseAddress.map { mkstemp($0) } ?? -1 }
+      if f >= 0 { template.withUnsafeBufferPointer { p in _ = p.baseAddress.map { unlink($0) } } }
+    }
+    guard f >= 0 else { throw ImageError.io(dir, "create temporary file", errno: Glibc.errno) }
+    return f
+  }
 }
