@@ -86,8 +86,14 @@ public enum Inspector {
       }
     }
     attach(content, to: &chosen)
-    for f in r.failures where f.error.kind == .needsSeekable {
-      chosen.findings.append(Finding(corrupt: f.error, id: "\(f.probe).needs-seekable"))
+    for f in r.failures {
+      if f.error.kind == .needsSeekable {
+        chosen.findings.append(Finding(corrupt: f.error, id: "\(f.probe).needs-seekable"))
+      } else {
+        // Another format's magic matched but its header is malformed: a reader that probes that
+        // magic first (QEMU takes "QFI\xfb" at offset 0 as qcow2) sees a broken image, not this one.
+        chosen.findings.append(Finding(corrupt: f.error))
+      }
     }
     return .identified(chosen)
   }
