@@ -50,3 +50,47 @@ final class HostileQCOWTests: XCTestCase {
                   "\(report.findings.map(\.message))")
   }
 }
+
+/// Truncated downloads: a data cluster cut off by the end of the file is read as zeros by QEMU.
+final class HostileQCOWTruncationTests: XCTestCase {
+  static let copied: UInt64 = 1 << 63
+
+  func testPartialLastDataCluster() throws {
+    let b = QCOWCheckHostileTests.withData()
+    let image = b.build()
+    XCTAssertEqual(try QCOWCheckTests.deepCheck(image).findings.map(\.id), [])
+    // The data cluster (cluster 5) keeps only its first 256 bytes.
+    let cut = Array(image[..<(5 * 512 + 256)])
+    XCTAssertTrue(try QCOWCheckTests.deepCheck(cut).findings.contains { $0.id == "qcow2.truncated" })
+    // A preallocated zero cluster (zero flag) reads as zeros anyway: no finding.
+    var zero = QCOWCheckHostileTests.withData()
+    zero.tail[0] = zero.table([5 * 512 | Self.copied | 1])
+    XCTAssertEqual(try QCOWCheckTests.deepCheck(Array(zero.build()[..<(5 * 512 + 256)])).findings.map(\.id), [])
+  }
+
+  func testPartialLastCompressedCluster() throws {
+    var b = QCOWCheckHostileTests.withData()
+    // Compressed descriptor at 512-byte clusters: offset in bits 0..60, one more sector above.
+    b.tail[0] = b.table([QCOWCheckHostileTests.compressedFlag | (1 << 61) | 5 * 512])
+    b.tail[1] = [UInt8](repeating: 0x5a, count: 1024)
+    b.refcounts[6] = 1
+    let image = b.build() + [UInt8](repeating: 0x5a, count: 512)
+    XCTAssertEqual(try QCOWCheckTests.deepCheck(image).findings.map(\.id), [])
+    // Less than a sector short: the sector count rounds up, accepted as QEMU does.
+    XCTAssertEqual(try QCOWCheckTests.deepCheck(Array(image[..<(6 * 512 + 100)])).findings.map(\.id), [])
+    // Half the compressed data gone.
+    let cut = try QCOWCheckTests.deepCheck(Array(image[..<(5 * 512 + 100)]))
+    XCTAssertTrue(cut.findings.contains { $0.id == "qcow2.truncated" }, "\(cut.findings.map(\.message))")
+  }
+
+  func testExtendedL2PartialClusterWithUnallocatedSubclusters() throws {
+    var b = QCOWCheckHostileTests.withData(bits: 14)
+    b.incompatibleFeatures = QCOW2Feature.extendedL2
+    let cs: UInt64 = 1 << 14
+    // Only subcluster 0 (512 bytes) allocated, as QEMU leaves a 4 KiB write at the end of the file.
+    b.tail[0] = b.table([5 * cs | Self.copied, 1])
+    let image = b.build()
+    XCTAssertEqual(try QCOWCheckTests.deepCheck(Array(image[..<(5 * Int(cs) + 512)])).findings.map(\.id), [])
+    XCTAssertTrue(try QCOWCheckTests.deepCheck(Array(image[..<(5 * Int(cs) + 256)])).findings.contains { $0.id == "qcow2.truncated" })
+  }
+}

@@ -493,7 +493,13 @@ struct QCOW2Checker {
           let hostOffset = e & compressedOffsetMask
           let sectors = ((e >> x) & sectorMask) + 1
           let size = sectors * 512 - (hostOffset & 511)
-          reference(hostOffset, size, .compressed, table: offset, index: i, times: times)
+          // The sector count rounds the compressed bytes up to 512: more than that past the end is cut off.
+          if reference(hostOffset, size, .compressed, table: offset, index: i, times: times),
+             hostOffset + size > fileSize, hostOffset + size - fileSize >= 512
+          {
+            corrupt("qcow2.truncated", field: label, offset: entryOffset, times: times,
+                    "\(label) entry \(i) names compressed data at \(hex(hostOffset)) (\(size) bytes) cut off by the end of the file (\(fileSize) bytes)")
+          }
           if active {
             allocated += activeTimes
             compressed += activeTimes
@@ -535,6 +541,17 @@ struct QCOW2Checker {
           }
         } else {
           let inFile = reference(host, clusterSize, .data, table: offset, index: i, times: times)
+          // A last data cluster only partly in the file: the guest would read zeros for the rest. Only
+          // clusters read as zeros (zero flag) or unallocated subclusters (extended L2) may be missing.
+          if inFile, host + clusterSize > fileSize {
+            let allocated = bitmap & 0xffff_ffff
+            let needed = extended ? (allocated == 0 ? 0 : UInt64(64 - allocated.leadingZeroBitCount) * (clusterSize / 32))
+                                  : (e & 1 != 0 ? 0 : clusterSize)
+            if needed > fileSize - host {
+              corrupt("qcow2.truncated", field: label, offset: entryOffset, times: times,
+                      "\(label) entry \(i) names a data cluster at \(hex(host)) cut off by the end of the file (\(fileSize) bytes)")
+            }
+          }
           if active { copiedOutside(inFile, e, host, label: label, index: i, times: activeTimes) }
           if active { noteCopied(host, e & QCOW2Checker.copied != 0) }
         }
