@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FormatProbe
 
@@ -92,5 +93,17 @@ final class HostileQCOWTruncationTests: XCTestCase {
     let image = b.build()
     XCTAssertEqual(try QCOWCheckTests.deepCheck(Array(image[..<(5 * Int(cs) + 512)])).findings.map(\.id), [])
     XCTAssertTrue(try QCOWCheckTests.deepCheck(Array(image[..<(5 * Int(cs) + 256)])).findings.contains { $0.id == "qcow2.truncated" })
+  }
+
+  /// QED: QEMU writes whole data clusters, so one cut off at the end of the file is truncated.
+  func testQEDPartialLastDataCluster() throws {
+    let full = try [UInt8](Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("qcow", "data.qed"))))
+    func check(_ bytes: [UInt8]) throws -> [String] {
+      let ctx = try ProbeContext(source: MemorySource(bytes, name: "data.qed"))
+      let info = try XCTUnwrap(QEDProbe.probe(ctx))
+      return QEDProbe.deepCheck(ctx, info).findings.map(\.id)
+    }
+    XCTAssertFalse(try check(full).contains("qed.truncated"))
+    XCTAssertTrue(try check(Array(full.dropLast(4096))).contains("qed.truncated"))
   }
 }

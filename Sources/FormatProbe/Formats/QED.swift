@@ -310,6 +310,11 @@ struct QEDChecker {
                     "L2 table at \(hex(l2)) entry \(j) names a data cluster at \(hex(data)) outside the file or not cluster aligned")
             continue
           }
+          // QEMU writes whole data clusters: one cut off by the end of the file reads as zeros.
+          if data + clusterSize > ctx.size {
+            corrupt("qed.truncated", offset: l2 + UInt64(j) * 8,
+                    "L2 table at \(hex(l2)) entry \(j) names a data cluster at \(hex(data)) cut off by the end of the file (\(ctx.size) bytes)")
+          }
           _ = markUsed(data, clusters: 1, "a data cluster")
         }
       }
