@@ -107,3 +107,34 @@ final class HostileQCOWTruncationTests: XCTestCase {
     XCTAssertTrue(try check(Array(full.dropLast(4096))).contains("qed.truncated"))
   }
 }
+
+/// LUKS2 JSON metadata games.
+final class HostileLUKSTests: XCTestCase {
+  /// The real cryptsetup LUKS2 fixture with its JSON text rewritten by `edit` (checksums left stale).
+  static func luks2(_ edit: (String) -> String) throws -> [String] {
+    var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("qcow", "luks2.img"))))
+    let hdrSize = bytes[8..<16].reduce(0) { $0 << 8 | Int($1) }
+    let area = Array(bytes[4096..<hdrSize])
+    let text = String(decoding: area[..<(area.firstIndex(of: 0) ?? area.count)], as: UTF8.self)
+    let edited = Array(edit(text).utf8)
+    XCTAssertLessThan(edited.count, area.count)
+    bytes.replaceSubrange(4096..<hdrSize, with: edited + [UInt8](repeating: 0, count: area.count - edited.count))
+    let ctx = try ProbeContext(source: MemorySource(bytes, name: "luks2.img"))
+    let info = try XCTUnwrap(LUKSProbe.probe(ctx))
+    return LUKSProbe.deepCheck(ctx, info).findings.filter { $0.id != "luks.header-checksum" }.map(\.id)
+  }
+
+  func testDuplicateKeys() throws {
+    XCTAssertFalse(try Self.luks2 { $0 }.contains("luks.json"))
+    // An empty "keyslots" first: this decoder saw no key slots, cryptsetup (json-c, last wins) the real ones.
+    let ids = try Self.luks2 { $0.replacingOccurrences(of: "\"keyslots\":", with: "\"keyslots\":{},\"keyslots\":") }
+    XCTAssertTrue(ids.contains("luks.json"), "\(ids)")
+  }
+
+  func testFixedSegmentBeyondTheFile() throws {
+    XCTAssertFalse(try Self.luks2 { $0 }.contains("luks.truncated"))
+    let ids = try Self.luks2 { $0.replacingOccurrences(of: "\"size\":\"dynamic\"", with: "\"size\":\"18446744073709551615\"") }
+    XCTAssertTrue(ids.contains("luks.truncated"), "\(ids)")
+  }
+}
+
