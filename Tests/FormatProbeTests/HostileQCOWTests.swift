@@ -106,6 +106,20 @@ final class HostileQCOWTruncationTests: XCTestCase {
     XCTAssertFalse(try check(full).contains("qed.truncated"))
     XCTAssertTrue(try check(Array(full.dropLast(4096))).contains("qed.truncated"))
   }
+
+  /// QED: an L2 entry near 2^64 after an allocated one overflowed the fragmentation count (a trap).
+  func testQEDL2EntryNearTheTop() throws {
+    var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("qcow", "data.qed"))))
+    func le64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(bytes[at + $1]) << (8 * $1) } }
+    let l2 = le64(le64(40))
+    let j = try XCTUnwrap((0..<511).first { le64(l2 + 8 * $0) > 1 })
+    // Entry j near 2^64, entry j + 1 the allocated cluster entry j named.
+    let entry = Array(bytes[(l2 + 8 * j)..<(l2 + 8 * j + 8)])
+    bytes.replaceSubrange((l2 + 8 * j)..<(l2 + 8 * j + 16), with: [0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff] + entry)
+    let ctx = try ProbeContext(source: MemorySource(bytes, name: "data.qed"))
+    let info = try XCTUnwrap(QEDProbe.probe(ctx))
+    XCTAssertTrue(QEDProbe.deepCheck(ctx, info).findings.contains { $0.id == "qed.l2-entry" })
+  }
 }
 
 /// LUKS2 JSON metadata games.
