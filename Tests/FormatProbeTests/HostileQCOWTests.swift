@@ -30,6 +30,17 @@ final class HostileQCOWTests: XCTestCase {
     XCTAssertNil(report.counts.json["leaks"], "refcounts must not be compared once the check stopped")
   }
 
+  /// A full disk encryption extension whose length is above 2^63 trapped on underflow in the range check.
+  func testCryptoHeaderLengthAbove2To63() throws {
+    var b = QCOW2Builder()
+    b.cryptMethod = 2
+    b.extensions = [(QCOW2Extension.fullDiskEncryption, QCOW2Builder.be64(0x1000) + QCOW2Builder.be64(UInt64.max))]
+    let ctx = try ProbeContext(source: MemorySource(b.build(), name: "fde.qcow2"))
+    XCTAssertThrowsError(try QCOW2Probe.probe(ctx)) { error in
+      XCTAssertEqual((error as? ImageError)?.field, "crypto header offset")
+    }
+  }
+
   /// Bitmap tables laid over one another: the same bound as for L1 tables.
   func testOverlappingBitmapTablesAreBounded() throws {
     var b = QCOW2Builder()
