@@ -13,6 +13,11 @@ final class FixtureManifestTests: XCTestCase {
         for (key, want) in entry.expect {
           XCTAssertEqual(got.at(key), want, "\(group)/\(entry.file): \(key)")
         }
+        // "findings": ids that must all be among the reported findings, in any order.
+        if let wanted = entry.raw["findings"]?.array?.compactMap(\.string) {
+          let ids = Set(got["findings"]?.array?.compactMap { $0["id"]?.string } ?? [])
+          XCTAssertEqual(Set(wanted).subtracting(ids), [], "\(group)/\(entry.file): findings \(ids.sorted())")
+        }
         if let verdict = entry.verdict {
           XCTAssertEqual(got["verdict"]?.string, verdict, "\(group)/\(entry.file): verdict \(got["findings"]?.rendered(pretty: false) ?? "")")
         }

@@ -86,16 +86,19 @@ public enum Inspector {
       }
     }
     attach(content, to: &chosen)
-    // Another image format's magic matched but its header failed to decode: a reader that probes
-    // that format first (qemu-img without -f takes a VMDK descriptor over a fixed VHD footer)
-    // acts on those bytes, not on the chosen format's. The file is two things at once.
-    for f in r.failures where f.error.kind != .needsSeekable && f.probe != chosen.probe {
-      guard let p = Registry.probe(id: f.probe), p.role != .content else { continue }
+    for f in r.failures {
+      if f.error.kind == .needsSeekable {
+        chosen.findings.append(Finding(corrupt: f.error, id: "\(f.probe).needs-seekable"))
+        continue
+      }
+      // Another format's magic matched but its header is malformed: a reader that probes that
+      // magic first (QEMU takes "QFI\xfb" at offset 0 as qcow2; qemu-img without -f takes a VMDK
+      // descriptor over a fixed VHD footer) sees a broken image, not this one.
+      chosen.findings.append(Finding(corrupt: f.error))
+      guard f.probe != chosen.probe, let p = Registry.probe(id: f.probe), p.role != .content else { continue }
+      // And it acts on those bytes instead of the chosen format's: the file is two things at once.
       chosen.findings.append(Finding("image.ambiguous", .unsafe, field: f.error.field, offset: f.error.offset,
                                      "the file is also a malformed \(f.probe) (\(f.error.description)); a reader that detects \(f.probe) first would act on those bytes instead of the \(chosen.probe)"))
-    }
-    for f in r.failures where f.error.kind == .needsSeekable {
-      chosen.findings.append(Finding(corrupt: f.error, id: "\(f.probe).needs-seekable"))
     }
     return .identified(chosen)
   }

@@ -255,6 +255,21 @@ struct LUKS2Header: Sendable {
                        hdrOffset: hdrOffset, csum: csum, json: json, jsonBytes: text.count)
   }
 
+  /// The first key found twice in one object, searched depth-first (the parser bounds the depth).
+  static func duplicateKey(_ v: JSON, depth: Int) -> String? {
+    switch v {
+    case let .object(pairs):
+      var seen = Set<String>()
+      for (k, _) in pairs where !seen.insert(k).inserted { return k }
+      for (_, child) in pairs { if let d = duplicateKey(child, depth: depth + 1) { return d } }
+    case let .array(items):
+      for child in items { if let d = duplicateKey(child, depth: depth + 1) { return d } }
+    default:
+      break
+    }
+    return nil
+  }
+
   /// LUKS2 stores numbers that may exceed 2^53 as decimal strings ("offset": "16777216").
   static func number(_ v: JSON?) -> UInt64? {
     if let s = v?.string { return UInt64(s) }
@@ -443,6 +458,22 @@ extension LUKS2Header {
     } else if let c = LUKS2Header.checksum(second, algorithm: checksumAlg), c.stored != c.computed {
       out.append(Finding("luks.header-checksum", .corrupt, field: "csum", offset: hdrSize + 448,
                          "the second LUKS2 header checksum does not match"))
+    }
+    // Duplicate keys: readers disagree on which copy counts (json-c, which cryptsetup uses, keeps
+    // the last; this decoder the first), so two readers would see two different volumes.
+    if let dup = LUKS2Header.duplicateKey(json, depth: 0) {
+      out.append(Finding("luks.json", .corrupt, field: "LUKS2 JSON area", offset: 4096,
+                         "the JSON metadata has the key '\(dup)' twice in one object; readers disagree on which counts"))
+    }
+    // A data segment of fixed size must end inside the file.
+    for (id, seg) in LUKS2Header.members(json["segments"]) {
+      guard let offset = LUKS2Header.number(seg["offset"]), let text = seg["size"]?.string, text != "dynamic",
+            let size = UInt64(text) else { continue }
+      let (end, overflow) = offset.addingReportingOverflow(size)
+      if overflow || end > ctx.size {
+        out.append(Finding("luks.truncated", .corrupt, field: "segments size", offset: 4096,
+                           "data segment \(id) (\(hex(offset)), \(size) bytes) ends beyond the end of the \(ctx.size)-byte file"))
+      }
     }
     // Key slot areas lie after both headers and before the data segment.
     let segmentOffset = LUKS2Header.members(json["segments"]).compactMap { LUKS2Header.number($0.1["offset"]) }.min()

@@ -384,6 +384,8 @@ struct QCOW2Image: Sendable {
   var dataFileOffset: UInt64?
   /// Full disk encryption header (offset, length) from extension 0x0537be77.
   var cryptoHeader: (offset: UInt64, length: UInt64)?
+  /// Where that extension's data lies in the header cluster (for error messages).
+  var cryptoHeaderFieldOffset: UInt64?
   /// Bitmaps extension: count, directory size and offset.
   var bitmapsExtension: (count: UInt32, directorySize: UInt64, directoryOffset: UInt64)?
   /// Feature name table: (type, bit) -> name.
@@ -472,6 +474,7 @@ struct QCOW2Image: Sendable {
                            "is \(length); the extension has 16 bytes", finding: "qcow2.header-extension")
         }
         cryptoHeader = (try d.u64BE(at: 0, "crypto header offset"), try d.u64BE(at: 8, "crypto header length"))
+        cryptoHeaderFieldOffset = dataStart
       case QCOW2Extension.externalDataFile:
         guard length <= QCOW2Limits.maxDataFileName else {
           throw ImageError(.limitExceeded, format: f, field: "external data file name", offset: offset + 4,
@@ -494,8 +497,8 @@ struct QCOW2Image: Sendable {
         throw ImageError(.invalidField, format: f, field: "crypt_method", offset: 32,
                          "is 2 (LUKS) but the full disk encryption header extension is missing")
       }
-      guard c.offset & (header.clusterSize - 1) == 0, c.offset != 0, c.length > 0, c.offset <= UInt64(Int64.max) - c.length else {
-        throw ImageError(.invalidField, format: f, field: "crypto header offset", offset: nil,
+      guard c.offset & (header.clusterSize - 1) == 0, c.offset != 0, c.length > 0, c.length <= UInt64(Int64.max), c.offset <= UInt64(Int64.max) - c.length else {
+        throw ImageError(.invalidField, format: f, field: "crypto header offset", offset: cryptoHeaderFieldOffset,
                          "is \(hex(c.offset)) (\(c.length) bytes); it must be a non-zero cluster-aligned range")
       }
     }

@@ -89,6 +89,12 @@ struct QCOW2Checker {
   var imageEnd: UInt64 = 0
   var scanned: UInt64 = 0
   var l1EntriesRead: UInt64 = 0
+  /// Bytes of the L1 tables (and, separately, bitmap tables) inside the file read so far: distinct
+  /// tables never share a cluster, so in a valid image each sum is at most the file size.
+  var l1BytesInFile: UInt64 = 0
+  var bitmapBytesInFile: UInt64 = 0
+  /// Clusters found shared by two structures; only the first few build a message.
+  var overlaps = 0
   var scannedWithoutRefcounts = Set<UInt64>()
   var onDiskTable: [UInt64] = []
   var cachedBlock: [UInt8] = []
@@ -191,8 +197,12 @@ struct QCOW2Checker {
       if previous == .none {
         meta[k] = (meta[k] & 0xf0) | owner.rawValue
       } else if previous != owner || !owner.shareable {
-        add("qcow2.metadata-overlap", .corrupt, field: owner.name, offset: UInt64(k) << clusterBits,
-            "host cluster \(k) (\(hex(UInt64(k) << clusterBits))) is used by both \(previous.name) and \(owner.name)\(QCOW2Checker.site(table, index))")
+        // Counted here, listed by add() only while under the cap: no message built per cluster.
+        overlaps += 1
+        if overlaps <= QCOW2CheckLimits.findingsPerId {
+          add("qcow2.metadata-overlap", .corrupt, field: owner.name, offset: UInt64(k) << clusterBits,
+              "host cluster \(k) (\(hex(UInt64(k) << clusterBits))) is used by both \(previous.name) and \(owner.name)\(QCOW2Checker.site(table, index))")
+        }
       }
     }
     return true
@@ -330,6 +340,20 @@ struct QCOW2Checker {
   /// L2 table it names. Returns whether pass 2 should read it.
   mutating func countL1(_ t: L1Table) -> Bool {
     guard t.entries > 0 else { return false }
+    // Thousands of snapshot L1 tables laid over one another in a small file would be read, sorted
+    // and counted one by one: more table bytes than the file holds means they overlap.
+    let bytes = t.entries * 8
+    if t.offset <= fileSize, bytes <= fileSize - t.offset {
+      guard l1BytesInFile + bytes <= fileSize else {
+        incomplete = true
+        // Listed even past the per-id cap: it says why the check stopped.
+        corruptions += t.times
+        findings.append(Finding("qcow2.metadata-overlap", .corrupt, field: t.label, offset: t.offset,
+                                "\(t.label) at \(hex(t.offset)) (\(bytes) bytes) brings the L1 tables to more bytes than the file holds (\(fileSize)): they overlap; the rest were not checked and refcounts were not compared"))
+        return false
+      }
+      l1BytesInFile += bytes
+    }
     reference(t.offset, t.entries * 8, t.active ? .l1 : .snapshotL1, times: t.times)
     guard t.entries <= QCOW2Limits.maxL1Bytes / 8 else {
       corrupt("qcow2.l1-entry", field: t.label, offset: t.offset, times: t.times,
@@ -469,7 +493,13 @@ struct QCOW2Checker {
           let hostOffset = e & compressedOffsetMask
           let sectors = ((e >> x) & sectorMask) + 1
           let size = sectors * 512 - (hostOffset & 511)
-          reference(hostOffset, size, .compressed, table: offset, index: i, times: times)
+          // The sector count rounds the compressed bytes up to 512: more than that past the end is cut off.
+          if reference(hostOffset, size, .compressed, table: offset, index: i, times: times),
+             hostOffset + size > fileSize, hostOffset + size - fileSize >= 512
+          {
+            corrupt("qcow2.truncated", field: label, offset: entryOffset, times: times,
+                    "\(label) entry \(i) names compressed data at \(hex(hostOffset)) (\(size) bytes) cut off by the end of the file (\(fileSize) bytes)")
+          }
           if active {
             allocated += activeTimes
             compressed += activeTimes
@@ -511,6 +541,17 @@ struct QCOW2Checker {
           }
         } else {
           let inFile = reference(host, clusterSize, .data, table: offset, index: i, times: times)
+          // A last data cluster only partly in the file: the guest would read zeros for the rest. Only
+          // clusters read as zeros (zero flag) or unallocated subclusters (extended L2) may be missing.
+          if inFile, host + clusterSize > fileSize {
+            let allocated = bitmap & 0xffff_ffff
+            let needed = extended ? (allocated == 0 ? 0 : UInt64(64 - allocated.leadingZeroBitCount) * (clusterSize / 32))
+                                  : (e & 1 != 0 ? 0 : clusterSize)
+            if needed > fileSize - host {
+              corrupt("qcow2.truncated", field: label, offset: entryOffset, times: times,
+                      "\(label) entry \(i) names a data cluster at \(hex(host)) cut off by the end of the file (\(fileSize) bytes)")
+            }
+          }
           if active { copiedOutside(inFile, e, host, label: label, index: i, times: activeTimes) }
           if active { noteCopied(host, e & QCOW2Checker.copied != 0) }
         }
@@ -550,6 +591,17 @@ struct QCOW2Checker {
         continue
       }
       let entries = UInt64(bm.tableSize)
+      // As for L1 tables: more bitmap table bytes than the file holds means the tables overlap.
+      if bm.tableOffset <= fileSize, entries * 8 <= fileSize - bm.tableOffset {
+        guard bitmapBytesInFile + entries * 8 <= fileSize else {
+          incomplete = true
+          corruptions += 1
+          findings.append(Finding("qcow2.metadata-overlap", .corrupt, field: what, offset: bm.entryOffset,
+                                  "\(what) at \(hex(bm.tableOffset)) brings the bitmap tables to more bytes than the file holds (\(fileSize)): they overlap; the rest were not checked and refcounts were not compared"))
+          return
+        }
+        bitmapBytesInFile += entries * 8
+      }
       guard reference(bm.tableOffset, entries * 8, .bitmapTable, table: ext.directoryOffset, index: 0) else { continue }
       guard scanned + entries <= QCOW2CheckLimits.maxEntriesScanned else {
         incomplete = true
@@ -704,6 +756,8 @@ struct QCOW2Checker {
   func report() -> CheckReport {
     var r = CheckReport()
     r.findings = findings
+    var perId = perId
+    if overlaps > 0 { perId["qcow2.metadata-overlap", default: 0] += overlaps - min(overlaps, QCOW2CheckLimits.findingsPerId) }
     for (id, n) in perId.sorted(by: { $0.key < $1.key }) where n > QCOW2CheckLimits.findingsPerId && id != "qcow2.leaked-clusters" {
       let severity = findings.first { $0.id == id }?.severity ?? .corrupt
       r.findings.append(Finding(id, severity, "\(n - QCOW2CheckLimits.findingsPerId) more \(id) problems not listed (\(n) in all)"))
