@@ -100,7 +100,7 @@ final class MutationFuzzTests: XCTestCase {
     if !FileManager.default.fileExists(atPath: dir.appendingPathComponent(".done").path) {
       try? FileManager.default.removeItem(at: dir)
       guard Fixtures.run(["bash", script.path, dir.path]).0 == 0 else { return nil }
-      FileManager.default.createFile(atPath: dir.appendingPathComponent(".done").path, contents: Data())
+      _ = FileManager.default.createFile(atPath: dir.appendingPathComponent(".done").path, contents: Data())
     }
     let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
     return names.map { dir.appendingPathComponent($0) }.filter { url in
