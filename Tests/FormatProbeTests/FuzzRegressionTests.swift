@@ -106,6 +106,25 @@ final class FuzzRegressionTests: XCTestCase {
     print("FuzzRegressionTests: \(inputs.count) inputs; slowest \(slowest.name) \(String(format: "%.3f", slowest.seconds)) s")
   }
 
+  /// Every generated fixture (valid images made by real tools) as the head of a longer stream:
+  /// reads past what a stream keeps must surface as `needs-seekable`, never as a crash.
+  func testGeneratedFixturesAsStreamHeads() throws {
+    var count = 0
+    for group in Fixtures.groups {
+      let dir = try Fixtures.directory(group)
+      for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted() where !name.hasPrefix(".") {
+        let url = dir.appendingPathComponent(name)
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil,
+              size <= 8 << 20, let bytes = try? Array(Data(contentsOf: url)) else { continue }
+        let r = FuzzExercise.run(MemorySource(bytes, name: name, declaredSize: UInt64(bytes.count) * 2 + 512),
+                                 label: "\(group)/\(name) (stream head)", deepCheck: false)
+        XCTAssertLessThan(r.seconds, Self.secondsPerInput, "\(group)/\(name) is too slow")
+        count += 1
+      }
+    }
+    print("FuzzRegressionTests: \(count) generated fixtures as stream heads")
+  }
+
   /// Inputs with no structure at all: empty, tiny, all-zero, all-ones, and magic numbers alone.
   func testDegenerateInputs() {
     var inputs: [(String, [UInt8])] = [("empty", []), ("one byte", [0]), ("zeros 64K", [UInt8](repeating: 0, count: 65536)),
