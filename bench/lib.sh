@@ -53,10 +53,13 @@ data = json.load(open(sys.argv[1]))["results"]
 a, b, labels = sys.argv[2], sys.argv[3], sys.argv[4:]
 res = {r["command"]: r for r in data}
 # Medians are what the goal is stated in; minimums are the least disturbed by other load on the host.
-print(f"{'image':<24} {a + ' ms':>11} {b + ' ms':>12} {'ratio':>6} {'min ratio':>9}")
+# CPU time (user + system) is the least sensitive to other processes sharing the cores.
+cpu = lambda r: r["user"] + r["system"]
+print(f"{'image':<24} {a + ' ms':>11} {b + ' ms':>12} {'ratio':>6} {'min ratio':>9} {'cpu ratio':>9}")
 for l in labels:
     x, y = res[f"{l} {a}"], res[f"{l} {b}"]
-    print(f"{l:<24} {x['median'] * 1000:11.2f} {y['median'] * 1000:12.2f} {x['median'] / y['median']:6.2f} {min(x['times']) / min(y['times']):9.2f}")
+    print(f"{l:<24} {x['median'] * 1000:11.2f} {y['median'] * 1000:12.2f} {x['median'] / y['median']:6.2f}"
+          f" {min(x['times']) / min(y['times']):9.2f} {cpu(x) / max(cpu(y), 1e-9):9.2f}")
 PY
   # Append the peak RSS columns.
   local i=0 line
@@ -69,7 +72,12 @@ PY
   } < "$json.table"
 }
 
-# Deterministic scattered 64 KiB-aligned offsets below a size in GiB: N of them.
+# Deterministic scattered 64 KiB-aligned offsets below a size in GiB: N of them (64-bit shell
+# arithmetic; awk's printf %d stops at 2^31 in some implementations).
 offsets() { # count gib
-  awk -v n="$1" -v g="$2" 'BEGIN { s = 12345; span = g * 16384; for (i = 0; i < n; i++) { s = (s * 1103515245 + 12345) % 2147483648; printf "%d\n", (s % span) * 65536 } }'
+  local i s=12345 span=$(($2 * 16384))
+  for ((i = 0; i < $1; i++)); do
+    s=$(( (s * 1103515245 + 12345) % 2147483648 ))
+    echo $(( ((s >> 4) % span) * 65536 ))
+  done
 }
