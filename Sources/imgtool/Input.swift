@@ -7,7 +7,7 @@ struct Input {
   let md5: String?
   let sha512: String?
 
-  static func open(_ path: String, checksum: Bool) throws(ImageError) -> Input {
+  static func open(_ path: String, checksum: Bool, progress: Progress? = nil) throws(ImageError) -> Input {
     if path == "-" || !isSeekablePath(path) {
       var md5: Digest?
       var sha: Digest?
@@ -22,7 +22,10 @@ struct Input {
     }
     let file = try FileSource(path: path)
     if checksum {
-      let sums = try Checksums.md5AndSHA512(fd: file.fd, path: path)
+      let sums = try Checksums.md5AndSHA512(fd: file.fd, path: path, size: file.size) { done, total in
+        progress?.update(done, total)
+      }
+      progress?.finish()
       return Input(source: file, md5: sums.md5, sha512: sums.sha512)
     }
     return Input(source: file, md5: nil, sha512: nil)
@@ -32,7 +35,8 @@ struct Input {
   static func isSeekablePath(_ path: String) -> Bool {
     guard let fd = try? Syscalls.openReadOnly(path) else { return true }  // let FileSource report the error
     defer { Syscalls.close(fd) }
-    return Syscalls.isSeekable(fd: fd)
+    guard let st = try? Syscalls.stat(fd: fd, path: path) else { return true }
+    return !st.isStream
   }
 }
 

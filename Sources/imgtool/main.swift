@@ -19,7 +19,8 @@ func topUsage() -> String {
   var s = """
     usage: imgtool COMMAND [options] FILE
 
-    imgtool inspects, checks and converts virtual-machine disk images.
+    imgtool inspects virtual-machine disk images and checks them before they reach an image
+    service or a hypervisor. It never opens a file named inside an image.
 
     Commands:
 
@@ -65,7 +66,9 @@ func main() -> Int32 {
   do {
     return try command.run(rest)
   } catch {
-    Syscalls.writeStderr("imgtool \(name): \(error.description)\n")
+    // Usage errors are the tool's own: no format prefix ("imgtool check: --foo is not an option").
+    let text = error.kind == .usage && error.format == "imgtool" ? "\(error.field) \(error.detail)" : error.description
+    Syscalls.writeStderr("imgtool \(name): \(text)\n")
     switch error.kind {
     case .usage: return Exit.usage
     case .io: return Exit.io

@@ -16,10 +16,28 @@ final class FixtureManifestTests: XCTestCase {
         if let verdict = entry.verdict {
           XCTAssertEqual(got["verdict"]?.string, verdict, "\(group)/\(entry.file): verdict \(got["findings"]?.rendered(pretty: false) ?? "")")
         }
+        try checkTargets(entry, path: path, label: "\(group)/\(entry.file)")
         checked += 1
       }
     }
     XCTAssertGreaterThan(checked, 0, "no fixture manifests found under \(Fixtures.root.path)")
+  }
+
+  /// `"targets": {"esxi": ["esxi.ova-manifest"]}`: the target's own finding ids for this image,
+  /// declared as the entry's expected disk-format (what a pipeline would tell the service).
+  func checkTargets(_ entry: Fixtures.Entry, path: String, label: String) throws {
+    guard case let .object(targets)? = entry.raw["targets"] else { return }
+    let source = try FileSource(path: path)
+    let result = Inspector.inspect(source)
+    for (name, ids) in targets {
+      guard let target = Target(rawValue: name) else { XCTFail("\(label): unknown target \(name)"); continue }
+      var options = CheckOptions()
+      options.headerOnly = true
+      options.target = target
+      options.expectFormat = entry.expect.first { $0.0 == "disk-format" }?.1.string
+      let got = Checker.run(source, result, options).findings.map(\.id).filter { $0.hasPrefix(name + ".") }
+      XCTAssertEqual(Set(got), Set(ids.array?.compactMap(\.string) ?? []), "\(label): --target \(name)")
+    }
   }
 
   func testQemuImgOracle() throws {

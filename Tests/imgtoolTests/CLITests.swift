@@ -55,4 +55,68 @@ final class CLITests: XCTestCase {
     XCTAssertEqual(r.status, 0)
     XCTAssertTrue(r.out.contains("\"virtual-size\": 4096"), r.out)
   }
+
+  func tempDir() throws -> URL {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("imgtool-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(at: d) }
+    return d
+  }
+
+  func qemuImg(_ args: [String]) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["qemu-img"] + args
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    if p.terminationStatus != 0 { throw XCTSkip("qemu-img unavailable") }
+  }
+
+  func testDirectoriesAndCharacterDevicesAreIOErrors() throws {
+    let r = run(["info", "/"])
+    XCTAssertEqual(r.status, 4, r.err)
+    XCTAssertTrue(r.err.contains("is a directory"), r.err)
+    XCTAssertEqual(run(["check", "/dev/zero"]).status, 4)
+  }
+
+  func testUsageErrorsNameTheOptionOnce() throws {
+    let r = run(["check", "--checksum", "x"])
+    XCTAssertEqual(r.status, 2)
+    XCTAssertEqual(r.err, "imgtool check: --checksum is not an option of this command (see --help)\n")
+    XCTAssertEqual(run(["check", "--expect-format", "bogus", "/dev/null"]).status, 2)
+    XCTAssertEqual(run(["check", "--formats", "qcow2,bogus", "/dev/null"]).status, 2)
+    XCTAssertEqual(run(["check", "--target", "mars", "/dev/null"]).status, 2)
+  }
+
+  func testCheckExitCodesOnRealImages() throws {
+    let d = try tempDir()
+    let base = d.appendingPathComponent("base.raw").path
+    let overlay = d.appendingPathComponent("overlay.qcow2").path
+    try qemuImg(["create", "-q", "-f", "raw", base, "16M"])
+    try qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", overlay])
+    XCTAssertEqual(run(["check", base]).status, 0)
+    XCTAssertEqual(run(["check", overlay]).status, 1)
+    XCTAssertEqual(run(["check", "--allow", "qcow2.backing-file", overlay]).status, 0)
+    // The unsafe finding outranks the target's refusal.
+    XCTAssertEqual(run(["check", "--target", "glance", overlay]).status, 1)
+    XCTAssertEqual(run(["check", "--expect-format", "qcow2", base]).status, 6)
+    XCTAssertEqual(run(["info", "-f", "qcow2", base]).status, 6)
+    let json = run(["check", "--output=json", overlay]).out
+    XCTAssertTrue(json.contains("\"verdict\": \"unsafe\""), json)
+    XCTAssertTrue(json.contains("\"id\": \"qcow2.backing-file\""), json)
+  }
+
+  func testStreamCheckSaysItNeedsAFile() throws {
+    let d = try tempDir()
+    let img = d.appendingPathComponent("img.qcow2").path
+    try qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: img))
+    XCTAssertEqual(run(["info", "-"], stdin: bytes).status, 0)
+    let r = run(["check", "-"], stdin: bytes)
+    XCTAssertEqual(r.status, 5, r.out)
+    XCTAssertTrue(r.out.contains("input.needs-seekable"), r.out)
+    XCTAssertEqual(run(["check", "--header-only", "-"], stdin: bytes).status, 0)
+  }
 }
+

@@ -1,14 +1,17 @@
 /// How bad a finding is. The verdict is the worst severity among findings not allowed by policy.
 public enum Severity: String, Sendable, Comparable, CaseIterable {
-  case info, warning, corrupt, unsafe, mismatch
+  case info, warning, mismatch, corrupt, unsafe
 
+  /// Which verdict wins when several apply: unsafe, then corrupt, then mismatch. What the bytes
+  /// would do to a host outranks what they are; a wrong declaration is reported only when the
+  /// content itself is sound, so an exit code never hides a reach outside the image.
   var rank: Int {
     switch self {
     case .info: return 0
     case .warning: return 1
-    case .corrupt: return 2
-    case .unsafe: return 3
-    case .mismatch: return 4
+    case .mismatch: return 2
+    case .corrupt: return 3
+    case .unsafe: return 4
     }
   }
   public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }

@@ -63,11 +63,14 @@ public enum Inspector {
     var chosen: ImageInfo
     switch images.count {
     case 0:
-      if let stream = r.failures.first(where: { $0.error.kind == .needsSeekable }) {
+      // A forward-only stream that cannot answer says so. An inflated head of a compressed payload
+      // (MemorySource with a declared size) has no tail at all: it is described as raw data with a
+      // needs-seekable finding per probe that could not look, and `check` inflates it whole.
+      if let stream = r.failures.first(where: { $0.error.kind == .needsSeekable }), !(source is MemorySource) {
         return .needsSeekable(stream.error)
       }
-      if let f = r.failures.first { return .malformed(f.error) }
-      chosen = RawProbe.describe(size: source.size)
+      if let f = r.failures.first(where: { $0.error.kind != .needsSeekable }) { return .malformed(f.error) }
+      chosen = RawProbe.describe(size: source.size, lengthKnown: !(source is MemorySource) || source.isSeekable)
     case 1:
       chosen = images[0]
     default:
@@ -94,6 +97,9 @@ public enum Inspector {
   static func attach(_ content: [ImageInfo], to info: inout ImageInfo) {
     let describesData = info.probe == "raw" || info.probe == "iso" || (info.probe == "vhd" && info.subformat == "fixed")
     for c in content {
+      // An x86 kernel's legacy boot sector ends in 55 AA and its setup header overlaps the last
+      // partition entry by design (Linux boot protocol): that is not a second format.
+      if info.probe == "aki", c.probe == "partition-table" { continue }
       if describesData {
         if let p = c.partitionTable, info.partitionTable == nil { info.partitionTable = p }
         if let f = c.filesystem, info.filesystem == nil, info.probe != "iso" { info.filesystem = f }

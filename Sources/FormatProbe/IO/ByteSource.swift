@@ -45,8 +45,14 @@ public final class FileSource: ByteSource, @unchecked Sendable {
   public init(path: String) throws(ImageError) {
     fd = try Syscalls.openReadOnly(path)
     name = path
-    do {
+    do throws(ImageError) {
       let st = try Syscalls.stat(fd: fd, path: path)
+      // Only regular files and block devices have a length to inspect; a directory or a character
+      // device (/dev/zero never ends, /dev/null is empty) is a user error, not an image.
+      guard st.isRegular || st.isBlockDevice else {
+        throw ImageError(.io, format: "io", field: "open",
+                         "\(path) is \(st.isDirectory ? "a directory" : "not a regular file or block device"), not a disk image (read a stream with '-')")
+      }
       size = st.size
       allocatedSize = st.isRegular ? st.allocatedBytes : nil
     } catch {
@@ -153,9 +159,7 @@ public final class StreamSource: ByteSource, @unchecked Sendable {
     let chunk = 1 << 20
     let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
     defer { buf.deallocate() }
-    var ring = [UInt8](repeating: 0, count: tailLimit)
-    var ringFill = 0  // bytes of ring holding data
-    var ringPos = 0   // next write position
+    tail.reserveCapacity(tailLimit)
     while true {
       let n = try Syscalls.read(fd: fd, into: buf, count: chunk, path: name)
       if n == 0 { break }
@@ -164,19 +168,16 @@ public final class StreamSource: ByteSource, @unchecked Sendable {
       if head.count < headLimit {
         head.append(contentsOf: part.prefix(headLimit - head.count))
       }
-      if tailLimit > 0 {
-        for b in part.suffix(tailLimit) {
-          ring[ringPos] = b
-          ringPos = (ringPos + 1) % tailLimit
-          ringFill = min(ringFill + 1, tailLimit)
-        }
+      // Keep the last tailLimit bytes: drop from the front what the new chunk pushes out.
+      if n >= tailLimit {
+        tail.removeAll(keepingCapacity: true)
+        tail.append(contentsOf: part.suffix(tailLimit))
+      } else {
+        let overflow = tail.count + n - tailLimit
+        if overflow > 0 { tail.removeFirst(overflow) }
+        tail.append(contentsOf: part)
       }
       size += UInt64(n)
-    }
-    if ringFill < tailLimit {
-      tail = Array(ring[0..<ringFill])
-    } else {
-      tail = Array(ring[ringPos...] + ring[..<ringPos])
     }
     tailStart = size - UInt64(tail.count)
   }

@@ -5,7 +5,9 @@ import Glibc
 /// MD5 (Glance `checksum`) and SHA-512 (Glance `os_hash_value`) of a file's bytes in one pass:
 /// one thread reads 1 MiB blocks, MD5 runs on it while a second thread runs SHA-512 on the same block.
 public enum Checksums {
-  public static func md5AndSHA512(fd: Int32, path: String) throws(ImageError) -> (md5: String, sha512: String) {
+  public static func md5AndSHA512(fd: Int32, path: String, size: UInt64 = 0,
+                                  progress: ((UInt64, UInt64) -> Void)? = nil) throws(ImageError) -> (md5: String, sha512: String)
+  {
     let md5 = Digest(.md5)
     let sha = Digest(.sha512)
     let block = 4 << 20
@@ -30,6 +32,7 @@ public enum Checksums {
         throw error
       }
       worker.join()
+      progress?(offset, size)
       which = next
       n = m
     }

@@ -31,6 +31,9 @@ public enum Syscalls {
     public var allocatedBytes: UInt64
     public var isRegular: Bool
     public var isBlockDevice: Bool
+    public var isDirectory: Bool
+    /// Pipes, FIFOs and sockets: readable once, front to back.
+    public var isStream: Bool
   }
 
   public static func stat(fd: Int32, path: String) throws(ImageError) -> FileStat {
@@ -44,7 +47,8 @@ public enum Syscalls {
       _ = lseek(fd, 0, SEEK_SET)
     }
     return FileStat(size: size, allocatedBytes: UInt64(max(st.st_blocks, 0)) * 512,
-                    isRegular: mode == S_IFREG, isBlockDevice: mode == S_IFBLK)
+                    isRegular: mode == S_IFREG, isBlockDevice: mode == S_IFBLK, isDirectory: mode == S_IFDIR,
+                    isStream: mode == S_IFIFO || mode == S_IFSOCK)
   }
 
   /// `pread` until `count` bytes or end of file; returns how many were read.

@@ -54,8 +54,9 @@ public struct InfoReport: Sendable {
     }
     o.set("min-disk", info.minDisk)
     o.set("cluster-size", info.clusterSize)
-    o.set("encrypted", info.encrypted)
-    o.set("dirty-flag", info.dirty)
+    // qemu-img prints dirty-flag for every format; a format without the notion is never dirty.
+    o.set("encrypted", info.encrypted ?? false)
+    o.set("dirty-flag", info.dirty ?? false)
     o.set("backing-filename", info.backingFilename)
     o.set("backing-filename-format", info.backingFormat)
     if !info.formatSpecific.isEmpty {
@@ -98,14 +99,23 @@ public struct InfoReport: Sendable {
     }
     if let md5 { lines.append("md5: \(md5)") }
     if let sha512 { lines.append("sha512: \(sha512)") }
-    lines.append("verdict: \(verdict.rawValue)")
-    for f in findings {
-      lines.append("  \(policy.counts(f) ? "" : "(allowed) ")[\(f.severity.rawValue)] \(f.id): \(f.message)")
-      if let fix = f.fix { lines.append("      fix: \(fix)") }
-    }
     if let checkCounts {
-      for (k, v) in checkCounts.pairs { lines.append("\(k): \(v.rendered(pretty: false))") }
+      lines.append("Check:")
+      InfoReport.renderText(checkCounts.json, indent: "    ", into: &lines)
     }
+    if !findings.isEmpty { lines.append("Findings:") }
+    for f in findings {
+      lines.append("    \(policy.counts(f) ? "" : "(allowed) ")[\(f.severity.rawValue)] \(f.id): \(f.message)")
+      if let fix = f.fix { lines.append("        fix: \(fix)") }
+    }
+    // The answer comes last, where a reader's eye lands (qemu-img check ends the same way).
+    let counted = findings.filter(policy.counts)
+    var tally: [String] = []
+    for sev in Severity.allCases.reversed() {
+      let n = counted.filter { $0.severity == sev }.count
+      if n > 0 { tally.append("\(n) \(sev.rawValue)") }
+    }
+    lines.append("verdict: \(verdict.rawValue)" + (tally.isEmpty ? "" : " (" + tally.joined(separator: ", ") + ")"))
     return lines.joined(separator: "\n") + "\n"
   }
 

@@ -150,7 +150,7 @@ public struct JSONParser {
         {
           i += 2
           let low = try hex4()
-          scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low &- 0xDC00 & 0x3ff)
+          scalar = 0x10000 + ((scalar - 0xD800) << 10) + ((low &- 0xDC00) & 0x3ff)
         }
         let u = Unicode.Scalar(scalar) ?? "?"
         out.append(contentsOf: Array(String(Character(u)).utf8))
