@@ -22,13 +22,17 @@ enum FuzzExercise {
     let start = DispatchTime.now().uptimeNanoseconds
     let result = Inspector.inspect(source)
     var report = InfoReport(filename: label, result: result)
-    if deepCheck, let info = result.info,
-       let checker = Registry.probe(id: info.probe) as? any DeepCheckable.Type,
-       let ctx = try? ProbeContext(source: source)
-    {
-      let deep = checker.deepCheck(ctx, info)
-      report.extraFindings += deep.findings
-      report.checkCounts = deep.counts
+    if deepCheck, let info = result.info {
+      // As `imgtool check` runs it (deep check, policy), plus every destination's rules.
+      var options = CheckOptions()
+      options.expectFormat = info.diskFormat.rawValue
+      options.maxVirtualSize = 1 << 40
+      let extra = Checker.run(source, result, options)
+      report.extraFindings += extra.findings
+      report.checkCounts = extra.counts
+      for target in Target.allCases {
+        report.extraFindings += TargetRules.evaluate(target, result: result, declared: info.diskFormat.rawValue)
+      }
     }
     let value = report.json
     let json = value.rendered()

@@ -21,12 +21,16 @@ enum FuzzDriver {
     let result = Inspector.inspect(source, only: only)
     var report = InfoReport(filename: "fuzz-input", result: result)
     if let info = result.info {
-      if let checker = Registry.probe(id: info.probe) as? any DeepCheckable.Type,
-         let ctx = try? ProbeContext(source: source)
-      {
-        let deep = checker.deepCheck(ctx, info)
-        report.extraFindings += deep.findings
-        report.checkCounts = deep.counts
+      // What `imgtool check` does: the matched probe's deep check (through `Registry.probe(id:)`
+      // as `DeepCheckable`), policy, and a destination's rules; here every destination's.
+      var options = CheckOptions()
+      options.expectFormat = info.diskFormat.rawValue
+      options.maxVirtualSize = 1 << 40
+      let extra = Checker.run(source, result, options)
+      report.extraFindings += extra.findings
+      report.checkCounts = extra.counts
+      for target in Target.allCases {
+        report.extraFindings += TargetRules.evaluate(target, result: result, declared: info.diskFormat.rawValue)
       }
     }
     render(report)
