@@ -9,7 +9,7 @@ bash scripts/setup.sh qemu-utils xorriso genisoimage fdisk gdisk cryptsetup-bin 
 export PATH=/opt/swift/usr/bin:$PATH
 # The cap tests build 2^23-block tables; they take ~10 s each in a debug build, fine for the full suite.
 export IMGTOOL_SLOW_TESTS=${IMGTOOL_SLOW_TESTS:-1}
-swift build
+swift build 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Wrapping|Applying)' || true; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -22,9 +22,9 @@ if [ "$status" -eq 0 ] && [ -f fuzz/run.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
 fi
 # One plain closing line: XCTest's totals (the 'All tests' summary), plus the fuzzing pass.
 summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -1)
-total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
-skipped=$(echo "$summary" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p')
+total=$(echo "$summary" | grep -oE 'Executed [0-9]+' | grep -oE '[0-9]+' || true)
+failed=$(echo "$summary" | grep -oE '[0-9]+ failures?' | head -1 | grep -oE '[0-9]+' || true)
+skipped=$(echo "$summary" | grep -oE '[0-9]+ tests? skipped' | grep -oE '[0-9]+' || true)
 total=${total:-0}; failed=${failed:-0}; skipped=${skipped:-0}
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 failed=$((failed + fuzz))

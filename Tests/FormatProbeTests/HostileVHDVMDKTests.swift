@@ -36,7 +36,8 @@ final class HostileVHDVMDKTests: XCTestCase {
     do {
       _ = try VHDXProbe.probe(ProbeContext(source: MemorySource(b.bytes)))
       XCTFail("expected vhdx.header-conflict")
-    } catch let e as ImageError {
+    } catch {
+      let e = error
       XCTAssertEqual(e.finding, "vhdx.header-conflict")
       XCTAssertEqual(e.offset, 0x20008)
     }

@@ -39,7 +39,7 @@ enum Fixtures {
         throw NSError(domain: "fixtures", code: Int(status),
                       userInfo: [NSLocalizedDescriptionKey: "\(group)/make.sh failed (\(status)):\n\(output)"])
       }
-      FileManager.default.createFile(atPath: stamp.path, contents: Data())
+      _ = FileManager.default.createFile(atPath: stamp.path, contents: Data())
     }
     made[group] = out
     return out
