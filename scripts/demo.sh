@@ -11,3 +11,6 @@ echo "\$ imgtool info samples/demo.qcow2"
 echo
 echo "\$ imgtool info --output=json samples/demo.qcow2"
 "$bin" info --output=json samples/demo.qcow2
+echo
+echo "\$ imgtool check samples/demo.qcow2"
+"$bin" check samples/demo.qcow2 | tail -12
