@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh qemu-utils xorriso genisoimage fdisk gdisk cryptsetup-bin dosfstools mtools \
   e2fsprogs xfsprogs ntfs-3g btrfs-progs squashfs-tools cpio xz-utils zstd lz4 gzip tar \
-  clang libclang-rt-14-dev isolinux bzip2
+  clang libclang-rt-14-dev isolinux bzip2 strace
 export PATH=/opt/swift/usr/bin:$PATH
 # The cap tests build 2^23-block tables; they take ~10 s each in a debug build, fine for the full suite.
 export IMGTOOL_SLOW_TESTS=${IMGTOOL_SLOW_TESTS:-1}

@@ -118,5 +118,48 @@ final class CLITests: XCTestCase {
     XCTAssertTrue(r.out.contains("input.needs-seekable"), r.out)
     XCTAssertEqual(run(["check", "--header-only", "-"], stdin: bytes).status, 0)
   }
+
+  /// The promise behind every external reference: imgtool never opens, stats or resolves a path
+  /// named inside an image. strace records every file system call of info and check.
+  func testNeverTouchesFilesNamedInsideAnImage() throws {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/strace") else { throw XCTSkip("strace is not installed") }
+    let d = try tempDir()
+    let canary = d.appendingPathComponent("canary-target").path
+    FileManager.default.createFile(atPath: canary, contents: Data(count: 4096))
+    let vmdk = d.appendingPathComponent("evil.vmdk").path
+    let descriptor = """
+      # Disk DescriptorFile
+      version=1
+      CID=fffffffe
+      parentCID=ffffffff
+      createType="monolithicFlat"
+      parentFileNameHint="\(canary)"
+
+      # Extent description
+      RW 8 FLAT "\(canary)" 0
+      RW 8 FLAT "../canary-target" 0
+
+      """
+    try descriptor.write(toFile: vmdk, atomically: true, encoding: .utf8)
+    let qcow2 = d.appendingPathComponent("evil.qcow2").path
+    try qemuImg(["create", "-q", "-f", "qcow2", "-b", canary, "-F", "raw", qcow2, "1M"])
+    for image in [vmdk, qcow2] {
+      for command in ["info", "check"] {
+        let trace = d.appendingPathComponent("trace").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
+        p.arguments = ["-f", "-qq", "-e", "trace=%file", "-o", trace, CLITests.binary, command, image]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        // info identifies (0); check calls both unsafe (1).
+        XCTAssertEqual(p.terminationStatus, command == "info" ? 0 : 1, "\(command) \(image)")
+        let calls = try String(contentsOfFile: trace, encoding: .utf8)
+        XCTAssertTrue(calls.contains(image), "strace saw nothing: \(calls.prefix(300))")
+        XCTAssertFalse(calls.contains("canary-target"), "\(command) touched a file named inside \(image):\n\(calls)")
+      }
+    }
+  }
 }
 
