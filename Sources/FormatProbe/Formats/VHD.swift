@@ -553,20 +553,10 @@ public enum VHDProbe: DeepCheckable {
 
   public static func deepCheck(_ ctx: ProbeContext, _ info: ImageInfo) -> CheckReport {
     var report = CheckReport()
-    var corruptions: UInt64 = 0
     var checkErrors: UInt64 = 0
     // Every problem is counted; the first `Limits.maxListedFindings` are listed.
-    var listed = 0
-    // The finding is built only when it is listed: a hostile table costs no strings.
-    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) {
-      if severity == .corrupt { corruptions += 1 }
-      if listed < Limits.maxListedFindings {
-        report.findings.append(f())
-      } else if listed == Limits.maxListedFindings {
-        report.findings.append(Finding("vhd.more-findings", .info, "vhd: further problems are counted but not listed"))
-      }
-      listed += 1
-    }
+    var cap = FindingCap(format: "vhd", limit: Limits.maxListedFindings)
+    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) { cap.admit(severity, f, into: &report.findings) }
     let parsed: Parsed
     do {
       guard let p = try parse(ctx) else {
@@ -576,7 +566,7 @@ public enum VHDProbe: DeepCheckable {
       parsed = p
     } catch {
       add(error.kind == .needsSeekable ? .warning : .corrupt, Finding(corrupt: error))
-      report.counts.set("corruptions", corruptions)
+      report.counts.set("corruptions", cap.corruptions)
       report.counts.set("check-errors", UInt64(error.kind == .needsSeekable ? 1 : 0))
       return report
     }
@@ -600,7 +590,7 @@ public enum VHDProbe: DeepCheckable {
     case nil:
       break
     }
-    report.counts.set("corruptions", corruptions)
+    report.counts.set("corruptions", cap.corruptions)
     report.counts.set("leaks", UInt64(0))
     report.counts.set("check-errors", checkErrors)
     return report

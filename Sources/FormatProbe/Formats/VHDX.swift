@@ -657,20 +657,10 @@ public enum VHDXProbe: DeepCheckable {
       report.counts.set("check-errors", UInt64(error.kind == .needsSeekable ? 1 : 0))
       return report
     }
-    var corruptions: UInt64 = 0
     var checkErrors: UInt64 = 0
     // Every problem is counted; the first `Limits.maxListedFindings` are listed.
-    var listed = 0
-    // The finding is built only when it is listed: a hostile table costs no strings.
-    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) {
-      if severity == .corrupt { corruptions += 1 }
-      if listed < Limits.maxListedFindings {
-        report.findings.append(f())
-      } else if listed == Limits.maxListedFindings {
-        report.findings.append(Finding("vhdx.more-findings", .info, "vhdx: further problems are counted but not listed"))
-      }
-      listed += 1
-    }
+    var cap = FindingCap(format: "vhdx", limit: Limits.maxListedFindings)
+    func add(_ severity: Severity, _ f: @autoclosure () -> Finding) { cap.admit(severity, f, into: &report.findings) }
     let size = ctx.size
     let mib = Limits.alignment
     // Structures blocks must not touch: the header area, the log, every region.
@@ -788,7 +778,7 @@ public enum VHDXProbe: DeepCheckable {
     }
     report.counts.set("allocated-clusters", allocated)
     report.counts.set("total-clusters", p.dataBlocks)
-    report.counts.set("corruptions", corruptions)
+    report.counts.set("corruptions", cap.corruptions)
     report.counts.set("leaks", UInt64(0))
     report.counts.set("check-errors", checkErrors)
     return report
