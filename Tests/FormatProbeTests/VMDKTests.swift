@@ -99,9 +99,9 @@ final class VMDKTests: XCTestCase {
 
   /// The real descriptors and their documented answers.
   func testSharedSamples() throws {
-    // `<repo>/../shared/samples` (a git worktree may sit one level deeper).
+    // `<repo>/../shared/samples`, beside the checkout.
     let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let candidates = [repo.deletingLastPathComponent(), repo.deletingLastPathComponent().deletingLastPathComponent()]
+    let candidates = [repo.deletingLastPathComponent()]
       .map { $0.appendingPathComponent("shared/samples/vmdk-descriptors") }
     guard let dir = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
       throw XCTSkip("samples are not present")
