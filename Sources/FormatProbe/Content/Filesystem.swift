@@ -41,6 +41,17 @@ public enum FilesystemProbe: FormatProbe {
     /// The claimed size does not fit in 64 bits (block count times block size overflows): more
     /// than any file holds, so as much beyond the end as a size can be.
     public var sizeOverflows = false
+
+    /// Records the size `units` x `unitBytes`, or that it overflows 64 bits.
+    mutating func setSize(_ units: UInt64, times unitBytes: UInt64) {
+      let (size, overflow) = units.multipliedReportingOverflow(by: unitBytes)
+      if overflow {
+        sizeOverflows = true
+      } else {
+        json.set("size", size)
+        self.size = size
+      }
+    }
   }
 
   /// The filesystem whose superblock starts at `base` in a region of `length` bytes, or nil.
@@ -147,13 +158,7 @@ public enum FilesystemProbe: FormatProbe {
     d.json.set("uuid", GUID.bigEndian(uuid))
     d.json.set("block-size", blockSize)
     d.json.set("blocks", blocks)
-    let (size, o) = blocks.multipliedReportingOverflow(by: blockSize)
-    if !o {
-      d.json.set("size", size)
-      d.size = size
-    } else {
-      d.sizeOverflows = true
-    }
+    d.setSize(blocks, times: blockSize)
     d.json.set("journal", compat & 0x0004 != 0)
     if incompat & 0x0004 != 0 { d.json.set("needs-recovery", true) }
     d.json.set("clean", state & 1 != 0)
@@ -198,13 +203,7 @@ public enum FilesystemProbe: FormatProbe {
     }
     d.json.set("block-size", UInt64(blockSize))
     d.json.set("blocks", dblocks)
-    let (size, o) = dblocks.multipliedReportingOverflow(by: UInt64(blockSize))
-    if !o {
-      d.json.set("size", size)
-      d.size = size
-    } else {
-      d.sizeOverflows = true
-    }
+    d.setSize(dblocks, times: UInt64(blockSize))
     return d
   }
 
@@ -308,13 +307,7 @@ public enum FilesystemProbe: FormatProbe {
     }
     d.json.set("sector-size", UInt64(bps))
     d.json.set("cluster-size", spc * UInt64(bps))
-    let (size, o) = total.multipliedReportingOverflow(by: UInt64(bps))
-    if !o {
-      d.json.set("size", size)
-      d.size = size
-    } else {
-      d.sizeOverflows = true
-    }
+    d.setSize(total, times: UInt64(bps))
     return d
   }
 
@@ -345,12 +338,7 @@ public enum FilesystemProbe: FormatProbe {
     d.json.set("sector-size", UInt64(1) << UInt64(bpsShift))
     d.json.set("cluster-size", UInt64(1) << UInt64(bpsShift + spcShift))
     d.json.set("clusters", UInt64(clusters))
-    if let size = try? Checked.shiftLeft(length, UInt64(bpsShift), "exfat", "VolumeLength") {
-      d.json.set("size", size)
-      d.size = size
-    } else {
-      d.sizeOverflows = true
-    }
+    d.setSize(length, times: UInt64(1) << UInt64(bpsShift))
     return d
   }
 
